@@ -1,0 +1,59 @@
+//! Every map and global the kernel programs share with userspace.
+
+use aya_ebpf::{
+    btf_maps::SkStorage,
+    macros::{btf_map, map},
+    maps::{PerCpuArray, RingBuf},
+};
+use keepalive_common::{Event, Policy, ProbeState, SockOffsets, TracepointLayout};
+
+/// Events to userspace. Userspace may resize it at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Events the ring buffer could not take, per CPU; userspace reads, reports
+/// and subtracts what it has reported.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-socket probe state, created by the first probe a socket sends.
+#[btf_map]
+pub static PROBE_STATE: SkStorage<ProbeState> = SkStorage::new();
+
+/// Offsets into kernel socket structures, resolved from BTF by userspace.
+#[unsafe(no_mangle)]
+pub static SOCK_OFFSETS: SockOffsets = SockOffsets::unknown();
+
+/// Tracepoint field offsets, read from tracefs by userspace.
+#[unsafe(no_mangle)]
+pub static TP_LAYOUT: TracepointLayout = TracepointLayout::unknown();
+
+/// Keepalive values sock_ops applies to new connections, when enabled.
+#[unsafe(no_mangle)]
+pub static POLICY: Policy = Policy::disabled();
+
+/// Reads a global that userspace patches at load time; volatile so the
+/// compiler does not fold in the default value.
+#[macro_export]
+macro_rules! global {
+    ($global:ident . $field:ident) => {
+        unsafe { core::ptr::read_volatile(&raw const $crate::maps::$global.$field) }
+    };
+}
+
+/// Sends `event` to userspace, counting it as lost when the ring is full.
+#[inline(always)]
+pub fn emit(event: &Event) {
+    if EVENTS.output::<Event>(event, 0).is_err() {
+        if let Some(lost) = LOST.get_ptr_mut(0) {
+            // Per-CPU slot: no other writer can race with this increment.
+            unsafe { *lost += 1 };
+        }
+    }
+}
+
+/// The socket-local storage map as the helper wants it.
+#[inline(always)]
+pub fn probe_state_map() -> *mut core::ffi::c_void {
+    core::ptr::from_ref(&PROBE_STATE).cast_mut().cast()
+}

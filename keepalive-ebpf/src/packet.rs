@@ -1,0 +1,107 @@
+//! Parsing the IP and TCP headers of segments that carry no payload.
+//! cgroup_skb programs see the packet from its network header on.
+
+use aya_ebpf::programs::SkBuffContext;
+use keepalive_common::{MAX_HEADER_ONLY_LEN, Tuple};
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u8 = 6;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// The TCP header fields the probe and answer checks need.
+pub struct Segment {
+    pub ip_header_len: usize,
+    pub family: u16,
+    pub seq: u32,
+    pub ack_seq: u32,
+}
+
+/// The first 14 bytes of a TCP header, as on the wire.
+#[repr(C)]
+struct TcpHead {
+    source: u16,
+    dest: u16,
+    seq: u32,
+    ack_seq: u32,
+    data_offset: u8,
+    flags: u8,
+}
+
+/// Returns the segment when the packet is TCP, carries no payload, has ACK
+/// set and none of SYN, FIN, RST: the shape of a keepalive probe and of its
+/// answer. Everything else returns `None`, longer packets after one compare.
+#[inline(always)]
+pub fn header_only_ack(ctx: &SkBuffContext) -> Option<Segment> {
+    let len = ctx.len();
+    if len > MAX_HEADER_ONLY_LEN {
+        return None;
+    }
+    let version_ihl: u8 = ctx.load(0).ok()?;
+    let (ip_header_len, family) = match version_ihl >> 4 {
+        4 => {
+            let protocol: u8 = ctx.load(9).ok()?;
+            if protocol != IPPROTO_TCP {
+                return None;
+            }
+            (usize::from(version_ihl & 0x0f) * 4, AF_INET)
+        }
+        6 => {
+            // Extension headers are not followed: the kernel adds none to
+            // keepalive probes or pure ACKs.
+            let next_header: u8 = ctx.load(6).ok()?;
+            if next_header != IPPROTO_TCP {
+                return None;
+            }
+            (40, AF_INET6)
+        }
+        _ => return None,
+    };
+    let tcp: TcpHead = ctx.load(ip_header_len).ok()?;
+    if tcp.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 || tcp.flags & TCP_ACK == 0 {
+        return None;
+    }
+    let tcp_header_len = usize::from(tcp.data_offset >> 4) * 4;
+    if len as usize != ip_header_len + tcp_header_len {
+        return None;
+    }
+    Some(Segment {
+        ip_header_len,
+        family,
+        seq: u32::from_be(tcp.seq),
+        ack_seq: u32::from_be(tcp.ack_seq),
+    })
+}
+
+/// Reads addresses and ports of `segment`; `egress` says which end is ours.
+#[inline(always)]
+pub fn tuple(ctx: &SkBuffContext, segment: &Segment, egress: bool) -> Tuple {
+    let mut tuple = Tuple {
+        family: segment.family,
+        ..Tuple::default()
+    };
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    if segment.family == AF_INET {
+        if let (Ok(s), Ok(d)) = (ctx.load::<[u8; 4]>(12), ctx.load::<[u8; 4]>(16)) {
+            src[..4].copy_from_slice(&s);
+            dst[..4].copy_from_slice(&d);
+        }
+    } else if let (Ok(s), Ok(d)) = (ctx.load::<[u8; 16]>(8), ctx.load::<[u8; 16]>(24)) {
+        src = s;
+        dst = d;
+    }
+    let ports: [u16; 2] = ctx.load(segment.ip_header_len).unwrap_or([0, 0]);
+    let (sport, dport) = (u16::from_be(ports[0]), u16::from_be(ports[1]));
+    if egress {
+        (tuple.local_addr, tuple.remote_addr) = (src, dst);
+        (tuple.local_port, tuple.remote_port) = (sport, dport);
+    } else {
+        (tuple.local_addr, tuple.remote_addr) = (dst, src);
+        (tuple.local_port, tuple.remote_port) = (dport, sport);
+    }
+    tuple
+}

@@ -1,0 +1,26 @@
+//! keepalive: see, connection by connection, what TCP keepalive is doing.
+//!
+//! One module per concern:
+//! - `kernel`: finding kernel features, loading and attaching the programs;
+//! - `events`: decoding what the kernel programs send;
+//! - `timeline`: per-connection probe/answer/timeout bookkeeping;
+//! - `output`: human and JSON rendering;
+//! - `filter`: which connections the user asked about;
+//! - `sockdiag`, `owners`: the socket table and which process holds what;
+//! - `options`: keepalive values, their parsing and limits;
+//! - one module per subcommand (`doctor`, `watch`, `set`, `ls`, `demo`, `discover`).
+pub mod cli;
+pub mod demo;
+pub mod discover;
+pub mod doctor;
+pub mod events;
+pub mod filter;
+pub mod kernel;
+pub mod ls;
+pub mod options;
+pub mod output;
+pub mod owners;
+pub mod set;
+pub mod sockdiag;
+pub mod timeline;
+pub mod watch;
