@@ -36,7 +36,7 @@ pub fn keepalive_sockops(ctx: SockOpsContext) -> u32 {
 }
 
 fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
-    let op = ctx.op();
+    let op = unsafe { core::ptr::read_volatile(&raw const (*ctx.ops).op) };
     if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
         return None;
     }
@@ -54,7 +54,7 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
         event.value = apply_policy(ctx) as u32;
     }
     event.config = read_config(ctx.ops).unwrap_or_else(|| {
-        let sk = unsafe { (*ctx.ops).__bindgen_anon_2.sk };
+        let sk = unsafe { core::ptr::read_volatile(&raw const (*ctx.ops).__bindgen_anon_2.sk) };
         if sk.is_null() {
             return KeepaliveConfig::default();
         }
@@ -65,19 +65,38 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
 }
 
 fn tuple_of(ctx: &SockOpsContext) -> Option<Tuple> {
-    let family = ctx.family() as u16;
+    // The verifier accepts only ctx + constant loads of sock_ops fields, so
+    // each field is read once, up front, with a volatile load LLVM cannot
+    // turn into pointer arithmetic on ctx.
+    let ops = ctx.ops;
+    let family = unsafe { core::ptr::read_volatile(&raw const (*ops).family) } as u16;
+    let local_port = unsafe { core::ptr::read_volatile(&raw const (*ops).local_port) };
+    let remote_port = unsafe { core::ptr::read_volatile(&raw const (*ops).remote_port) };
     let mut tuple = Tuple {
         family,
-        local_port: ctx.local_port() as u16,
+        local_port: local_port as u16,
         // remote_port is in network byte order in its low 16 bits.
-        remote_port: u16::from_be(ctx.remote_port() as u16),
+        remote_port: u16::from_be(remote_port as u16),
         ..Tuple::default()
     };
     if family == AF_INET {
-        tuple.local_addr[..4].copy_from_slice(&ctx.local_ip4().to_ne_bytes());
-        tuple.remote_addr[..4].copy_from_slice(&ctx.remote_ip4().to_ne_bytes());
+        let local = unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip4) };
+        let remote = unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip4) };
+        tuple.local_addr[..4].copy_from_slice(&local.to_ne_bytes());
+        tuple.remote_addr[..4].copy_from_slice(&remote.to_ne_bytes());
     } else if family == AF_INET6 {
-        let (local, remote) = (ctx.local_ip6(), ctx.remote_ip6());
+        let local = [
+            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[0]) },
+            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[1]) },
+            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[2]) },
+            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[3]) },
+        ];
+        let remote = [
+            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[0]) },
+            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[1]) },
+            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[2]) },
+            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[3]) },
+        ];
         for i in 0..4 {
             tuple.local_addr[i * 4..i * 4 + 4].copy_from_slice(&local[i].to_ne_bytes());
             tuple.remote_addr[i * 4..i * 4 + 4].copy_from_slice(&remote[i].to_ne_bytes());

@@ -19,6 +19,7 @@ pub mod kernel;
 pub mod ls;
 pub mod options;
 pub mod output;
+pub mod owner_cache;
 pub mod owners;
 pub mod set;
 pub mod sockdiag;

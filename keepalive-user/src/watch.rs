@@ -1,9 +1,308 @@
-//! `keepalive watch`: not written yet.
-use std::process::ExitCode;
+//! `keepalive watch`: the live per-connection keepalive timeline.
+//!
+//! `Watcher` is the reusable part (demo, discover and the benchmarks drive
+//! it too): it owns the loaded programs, drains the ring buffer, decodes,
+//! filters, runs the timelines and reports lost events. `run` is the CLI.
 
-#[derive(clap::Args, Debug)]
-pub struct WatchArgs {}
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
-pub fn run(_args: WatchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet")
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+
+use crate::{
+    cli::{parse_duration, usage},
+    events::{self, Config, KernelEvent},
+    filter::{Cidr, ConnFilter, parse_port},
+    kernel::{LoadOptions, Observer, loader::LostCounter},
+    output::{self, Clock, Owner},
+    timeline::{Record, Summary, Timelines},
+};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct WatchArgs {
+    /// Only connections with this port at either end (repeatable).
+    #[arg(long = "port", value_parser = parse_port)]
+    pub ports: Vec<u16>,
+    /// Only connections whose local address is in this prefix (repeatable).
+    #[arg(long)]
+    pub src: Vec<Cidr>,
+    /// Only connections whose peer address is in this prefix (repeatable).
+    #[arg(long)]
+    pub dst: Vec<Cidr>,
+    /// Only connections held by this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Attach to this cgroup v2 directory instead of the root (all of the host).
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    /// Stop after this long (30s, 2m, 1h or plain seconds).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Ring buffer size in bytes: a power of two, at least the page size.
+    #[arg(long, hide = true)]
+    pub ring_bytes: Option<u32>,
+}
+
+/// One thing to show: a record about a connection, or lost events.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Record(Record, Option<Owner>),
+    Lost { ts_ns: u64, count: u64 },
+}
+
+pub struct Watcher {
+    observer: Observer,
+    ring: AsyncFd<RingBuf<MapData>>,
+    lost: LostCounter,
+    lost_reported: u64,
+    timelines: Timelines,
+    filter: ConnFilter,
+    pid: Option<u32>,
+    owners: crate::owner_cache::OwnerCache,
+    decode_errors: u64,
+}
+
+impl Watcher {
+    /// Loads and attaches; must run inside a tokio runtime.
+    pub fn start(load: &LoadOptions, filter: ConnFilter, pid: Option<u32>) -> anyhow::Result<Self> {
+        let mut observer = Observer::load(load)?;
+        // SAFETY: the ring buffer owns its fd and lives inside the AsyncFd,
+        // so the fd stays open for as long as it is registered.
+        let ring = unsafe { AsyncFd::register(observer.take_events()?) }
+            .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+        let lost = observer.take_lost_counter()?;
+        Ok(Self {
+            observer,
+            ring,
+            lost,
+            lost_reported: 0,
+            timelines: Timelines::new(Some(Config::sysctl_defaults())),
+            filter,
+            pid,
+            owners: crate::owner_cache::OwnerCache::default(),
+            decode_errors: 0,
+        })
+    }
+
+    pub fn observer(&self) -> &Observer {
+        &self.observer
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.timelines.summary
+    }
+
+    /// Waits until the kernel has something, then returns all of it.
+    pub async fn next_items(&mut self) -> anyhow::Result<Vec<Item>> {
+        let mut guard = self.ring.readable_mut().await?;
+        let mut items = Vec::new();
+        drain_ring(guard.get_inner_mut(), &mut self.decode_errors, |event| {
+            items.extend(handle(&mut self.timelines, &self.filter, self.pid, &mut self.owners, event));
+        });
+        guard.clear_ready();
+        Ok(items)
+    }
+
+    /// Whatever is left in the ring, without waiting (used at exit).
+    pub fn drain_now(&mut self) -> Vec<Item> {
+        let mut items = Vec::new();
+        drain_ring(self.ring.get_mut(), &mut self.decode_errors, |event| {
+            items.extend(handle(&mut self.timelines, &self.filter, self.pid, &mut self.owners, event));
+        });
+        items
+    }
+
+    /// Housekeeping for a periodic tick: connections closed a moment ago
+    /// are forgotten, and any probe they left unanswered is reported.
+    pub fn expire(&mut self) -> Vec<Item> {
+        let records = self.timelines.expire_closed(Clock::monotonic_now_ns());
+        records
+            .into_iter()
+            .filter_map(|r| {
+                let owner = self.owners.owner_of(&r.conn);
+                self.owners.forget(&r.conn);
+                (self.pid.is_none() || owner.as_ref().map(|o| o.pid) == self.pid).then_some(Item::Record(r, owner))
+            })
+            .collect()
+    }
+
+    /// Events the ring could not take since the last call, if any.
+    pub fn poll_lost(&mut self) -> anyhow::Result<Option<Item>> {
+        self.observer.flush_kernel_logs();
+        let total = self.lost.total()?;
+        if total <= self.lost_reported {
+            return Ok(None);
+        }
+        let count = total - self.lost_reported;
+        self.lost_reported = total;
+        self.timelines.summary.lost += count;
+        Ok(Some(Item::Lost { ts_ns: Clock::monotonic_now_ns(), count }))
+    }
+
+    pub fn decode_errors(&self) -> u64 {
+        self.decode_errors
+    }
+}
+
+fn drain_ring(ring: &mut RingBuf<MapData>, errors: &mut u64, mut on_event: impl FnMut(&KernelEvent)) {
+    while let Some(item) = ring.next() {
+        match events::decode(&item) {
+            Ok(event) => on_event(&event),
+            Err(err) => {
+                *errors += 1;
+                log::warn!("undecodable kernel event: {err}");
+            }
+        }
+    }
+}
+
+fn handle(
+    timelines: &mut Timelines,
+    filter: &ConnFilter,
+    pid: Option<u32>,
+    owners: &mut crate::owner_cache::OwnerCache,
+    event: &KernelEvent,
+) -> Vec<Item> {
+    if !filter.matches(&event.conn) {
+        return Vec::new();
+    }
+    let records = timelines.on_event(event);
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let owner = owners.owner_of(&event.conn);
+    if pid.is_some() && owner.as_ref().map(|o| o.pid) != pid {
+        return Vec::new();
+    }
+    records.into_iter().map(|r| Item::Record(r, owner.clone())).collect()
+}
+
+/// Writes items as lines; false once stdout is gone (e.g. `| head`).
+struct Printer {
+    json: bool,
+    color: bool,
+    clock: Clock,
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Printer {
+    fn print(&mut self, items: &[Item]) -> bool {
+        for item in items {
+            let line = match (item, self.json) {
+                (Item::Record(r, owner), true) => output::record_json(&self.clock, r, owner.as_ref()).to_string(),
+                (Item::Record(r, owner), false) => output::record_line(&self.clock, r, owner.as_ref(), self.color),
+                (Item::Lost { ts_ns, count }, true) => output::lost_json(&self.clock, *ts_ns, *count).to_string(),
+                (Item::Lost { ts_ns, count }, false) => output::lost_line(&self.clock, *ts_ns, *count),
+            };
+            if writeln!(self.out, "{line}").is_err() {
+                return false;
+            }
+        }
+        self.out.flush().is_ok()
+    }
+}
+
+fn validate(args: &WatchArgs) -> anyhow::Result<()> {
+    if let Some(pid) = args.pid
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    {
+        return Err(usage(format!("--pid {pid}: no such process")));
+    }
+    if let Some(bytes) = args.ring_bytes
+        && (bytes < 4096 || !bytes.is_power_of_two())
+    {
+        return Err(usage("--ring-bytes must be a power of two of at least 4096"));
+    }
+    Ok(())
+}
+
+pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    validate(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(watch(args))
+}
+
+async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let load = LoadOptions {
+        cgroup: args.cgroup.clone(),
+        ring_bytes: args.ring_bytes,
+        ..LoadOptions::default()
+    };
+    let filter = ConnFilter { ports: args.ports.clone(), src: args.src.clone(), dst: args.dst.clone() };
+    let mut watcher = Watcher::start(&load, filter, args.pid)?;
+    announce(watcher.observer());
+
+    let mut printer = Printer {
+        json: args.json,
+        color: !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        clock: Clock::now(),
+        out: std::io::BufWriter::new(std::io::stdout()),
+    };
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut lost_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut stdout_open = true;
+    loop {
+        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+        tokio::select! {
+            items = watcher.next_items() => {
+                stdout_open = printer.print(&items?);
+            }
+            _ = lost_tick.tick() => {
+                let mut items = watcher.expire();
+                items.extend(watcher.poll_lost()?);
+                stdout_open = printer.print(&items);
+            }
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = tokio::time::sleep_until(sleep_until) => break,
+        }
+        if !stdout_open {
+            break;
+        }
+    }
+    let mut tail = watcher.drain_now();
+    tail.extend(watcher.poll_lost()?);
+    if stdout_open {
+        printer.print(&tail);
+        let elapsed = started.elapsed().as_secs_f64();
+        if args.json {
+            let _ = writeln!(printer.out, "{}", output::summary_json(watcher.summary(), elapsed));
+        } else {
+            let _ = write!(printer.out, "{}", output::summary_text(watcher.summary(), elapsed));
+        }
+        let _ = printer.out.flush();
+    }
+    if watcher.decode_errors() > 0 {
+        eprintln!("keepalive: {} kernel events could not be decoded", watcher.decode_errors());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr what is attached and what this kernel cannot show.
+fn announce(observer: &Observer) {
+    for missing in observer.missing_optional() {
+        eprintln!("keepalive: warning: {} unavailable ({}): {}", missing.hook, missing.detail, missing.without_it);
+    }
+    for note in &observer.degraded {
+        eprintln!("keepalive: warning: {note}");
+    }
+    let attached: Vec<&str> = observer.status.iter().filter(|s| s.ok).map(|s| s.hook.as_str()).collect();
+    eprintln!(
+        "keepalive: watching TCP keepalive below cgroup {} ({}); Ctrl-C to stop",
+        observer.cgroup_path.display(),
+        attached.join(", ")
+    );
 }

@@ -145,6 +145,7 @@ pub struct HookStatus {
 /// maps are file descriptors owned by this process.
 pub struct Observer {
     ebpf: Ebpf,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub status: Vec<HookStatus>,
     /// Kernel fields that could not be resolved and what that costs.
     pub degraded: Vec<String>,
@@ -202,9 +203,9 @@ impl Observer {
             loader.map_max_entries("EVENTS", bytes);
         }
         let mut ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
-        if let Err(err) = aya_log::EbpfLogger::init(&mut ebpf) {
-            log::debug!("kernel-side logging unavailable: {err}");
-        }
+        let logger = aya_log::EbpfLogger::init(&mut ebpf)
+            .inspect_err(|err| log::debug!("kernel-side logging unavailable: {err}"))
+            .ok();
 
         let cgroup = File::open(&cgroup_path)
             .with_context(|| format!("opening cgroup {}", cgroup_path.display()))?;
@@ -226,7 +227,7 @@ impl Observer {
         if let Some(failed) = status.iter().find(|s| s.required && !s.ok) {
             return Err(anyhow!("cannot attach {}: {} ({})", failed.hook, failed.detail, failed.without_it));
         }
-        Ok(Self { ebpf, status, degraded, cgroup_path, _cgroup_root: cgroup_root })
+        Ok(Self { ebpf, logger, status, degraded, cgroup_path, _cgroup_root: cgroup_root })
     }
 
     /// The event ring buffer; callable once.
@@ -239,6 +240,13 @@ impl Observer {
     pub fn take_lost_counter(&mut self) -> anyhow::Result<LostCounter> {
         let map = self.ebpf.take_map("LOST").ok_or_else(|| anyhow!("no LOST map"))?;
         Ok(LostCounter { map: PerCpuArray::try_from(map)? })
+    }
+
+    /// Forwards the kernel programs' aya-log messages to the log crate.
+    pub fn flush_kernel_logs(&mut self) {
+        if let Some(logger) = &mut self.logger {
+            logger.flush();
+        }
     }
 
     /// Hooks that failed but are optional: what the user cannot see.
@@ -271,13 +279,14 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, cgroup: &File) -> anyhow::Result<String>
     let program = ebpf
         .program_mut(hook.program)
         .ok_or_else(|| anyhow!("program {} missing from the object", hook.program))?;
-    // AllowMultiple: coexist with systemd's and other tools' programs, and
-    // with other keepalive instances.
+    // cgroup links always coexist with other programs (systemd's, other
+    // keepalive instances); bpf_link_create rejects BPF_F_ALLOW_MULTI with
+    // EINVAL, so the mode must stay at its default here.
     match hook.attach {
         Attach::CgroupSkb(attach_type) => {
             let program: &mut CgroupSkb = program.try_into()?;
             program.load().context("verifier")?;
-            program.attach(cgroup, attach_type, CgroupAttachMode::AllowMultiple)?;
+            program.attach(cgroup, attach_type, CgroupAttachMode::default())?;
             Ok("attached (bpf link)".into())
         }
         Attach::TracePoint(category, name) => {
@@ -289,7 +298,7 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, cgroup: &File) -> anyhow::Result<String>
         Attach::SockOps => {
             let program: &mut SockOps = program.try_into()?;
             program.load().context("verifier")?;
-            program.attach(cgroup, CgroupAttachMode::AllowMultiple)?;
+            program.attach(cgroup, CgroupAttachMode::default())?;
             Ok("attached (bpf link)".into())
         }
     }
