@@ -62,7 +62,8 @@ fn try_probe_egress(ctx: &SkBuffContext) -> Option<()> {
         return None;
     }
     let kernel_sk = unsafe { bpf_skc_to_tcp_sock(full.cast()) } as u64;
-    if sock::keepalive_on(kernel_sk) == Some(false) || sock::has_unsent_data(kernel_sk) == Some(true)
+    if sock::keepalive_on(kernel_sk) == Some(false)
+        || sock::has_unsent_data(kernel_sk) == Some(true)
     {
         return None;
     }

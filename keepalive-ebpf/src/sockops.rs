@@ -75,8 +75,9 @@ fn tuple_of(ctx: &SockOpsContext) -> Option<Tuple> {
     let mut tuple = Tuple {
         family,
         local_port: local_port as u16,
-        // remote_port is in network byte order in its low 16 bits.
-        remote_port: u16::from_be(remote_port as u16),
+        // remote_port holds the network-order port in its upper 16 bits on
+        // little-endian hosts (the kernel loads skc_dport and shifts it).
+        remote_port: u16::from_be((remote_port >> 16) as u16),
         ..Tuple::default()
     };
     if family == AF_INET {
@@ -138,10 +139,7 @@ fn policy_matches(tuple: &Tuple) -> bool {
 /// An AF_INET6 socket talking to ::ffff:a.b.c.d matches IPv4 prefixes.
 fn normalized_remote(tuple: &Tuple) -> ([u8; 16], u16) {
     let a = tuple.remote_addr;
-    if tuple.family == AF_INET6
-        && a[..10].iter().all(|b| *b == 0)
-        && a[10] == 0xff
-        && a[11] == 0xff
+    if tuple.family == AF_INET6 && a[..10].iter().all(|b| *b == 0) && a[10] == 0xff && a[11] == 0xff
     {
         let mut v4 = [0u8; 16];
         v4[..4].copy_from_slice(&a[12..16]);
@@ -166,12 +164,16 @@ fn apply_policy(ctx: &SockOpsContext) -> i64 {
             continue;
         }
         let mut value = value as i32;
-        let ret = unsafe {
-            bpf_setsockopt(ops.cast(), level, name, (&raw mut value).cast(), 4)
-        };
+        let ret = unsafe { bpf_setsockopt(ops.cast(), level, name, (&raw mut value).cast(), 4) };
         if ret != 0 && first_error == 0 {
             first_error = ret;
-            aya_log_ebpf::warn!(ctx, "policy: bpf_setsockopt({}, {}) failed: {}", level, name, ret);
+            aya_log_ebpf::warn!(
+                ctx,
+                "policy: bpf_setsockopt({}, {}) failed: {}",
+                level,
+                name,
+                ret
+            );
         }
     }
     first_error

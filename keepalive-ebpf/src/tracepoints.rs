@@ -98,7 +98,12 @@ fn try_send_reset(ctx: &TracePointContext) -> Option<()> {
     let mut tuple = Tuple::default();
     (tuple.family, tuple.local_port) = endpoint(&saddr, &mut tuple.local_addr);
     (_, tuple.remote_port) = endpoint(&daddr, &mut tuple.remote_addr);
-    emit(&event(kind::KEEPALIVE_RESET, reason, tuple, sock::keepalive_config(sk)));
+    emit(&event(
+        kind::KEEPALIVE_RESET,
+        reason,
+        tuple,
+        sock::keepalive_config(sk),
+    ));
     Some(())
 }
 
@@ -159,7 +164,12 @@ fn try_receive_reset(ctx: &TracePointContext) -> Option<()> {
             global!(TP_LAYOUT.receive_reset_daddr_v6),
         ],
     )?;
-    emit(&event(kind::RESET_RECEIVED, 0, tuple, sock::keepalive_config(sk)));
+    emit(&event(
+        kind::RESET_RECEIVED,
+        0,
+        tuple,
+        sock::keepalive_config(sk),
+    ));
     Some(())
 }
 
@@ -198,6 +208,11 @@ fn try_set_state(ctx: &TracePointContext) -> Option<()> {
             global!(TP_LAYOUT.state_daddr_v6),
         ],
     )?;
-    emit(&event(kind::CLOSED, old_state, tuple, sock::keepalive_config(sk)));
+    emit(&event(
+        kind::CLOSED,
+        old_state,
+        tuple,
+        sock::keepalive_config(sk),
+    ));
     Some(())
 }

@@ -39,16 +39,24 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 }
 
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|cause| cause.is::<UsageError>()) { 2 } else { 1 }
+    if err.chain().any(|cause| cause.is::<UsageError>()) {
+        2
+    } else {
+        1
+    }
 }
 
 /// A duration on the command line: `30s`, `2m`, `1h`, `500ms`, or plain
 /// seconds (`90`, `1.5`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 2m, 1h, 500ms)"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 2m, 1h, 500ms)"))?;
     let scale = match unit.trim() {
         "" | "s" => 1.0,
         "ms" => 0.001,

@@ -73,7 +73,10 @@ impl Config {
     /// after `cnt` probes. With one, it ignores `cnt` and kills at the first
     /// tick at or past the user timeout once a probe went out.
     pub fn predicted_detect_ms(&self) -> u64 {
-        let (idle, intvl) = (u64::from(self.idle_s) * 1000, u64::from(self.intvl_s) * 1000);
+        let (idle, intvl) = (
+            u64::from(self.idle_s) * 1000,
+            u64::from(self.intvl_s) * 1000,
+        );
         if self.user_timeout_ms == 0 || intvl == 0 {
             return self.keepalive_budget_ms();
         }
@@ -173,13 +176,20 @@ impl TryFrom<&Event> for KernelEvent {
                 n: raw.value,
                 idle_ns: (raw.span_ns > 0).then_some(raw.span_ns),
             },
-            kind::ACK => What::Ack { n: raw.value, rtt_ns: raw.span_ns },
+            kind::ACK => What::Ack {
+                n: raw.value,
+                rtt_ns: raw.span_ns,
+            },
             kind::KEEPALIVE_RESET => What::KeepaliveReset,
             kind::SOCKET_ERROR => What::SocketError { errno: raw.value },
             kind::RESET_RECEIVED => What::ResetReceived,
-            kind::CLOSED => What::Closed { old_state: raw.value },
+            kind::CLOSED => What::Closed {
+                old_state: raw.value,
+            },
             kind::ESTABLISHED => What::Established,
-            kind::OPTIONS_SET => What::OptionsSet { result: raw.value as i32 },
+            kind::OPTIONS_SET => What::OptionsSet {
+                result: raw.value as i32,
+            },
             other => return Err(DecodeError::Kind(other)),
         };
         Ok(Self {
@@ -215,7 +225,12 @@ mod tests {
     use super::*;
 
     fn raw_event(kind: u32) -> Event {
-        let mut tuple = Tuple { family: AF_INET, local_port: 40000, remote_port: 5000, ..Default::default() };
+        let mut tuple = Tuple {
+            family: AF_INET,
+            local_port: 40000,
+            remote_port: 5000,
+            ..Default::default()
+        };
         tuple.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
         tuple.remote_addr[..4].copy_from_slice(&[127, 0, 0, 2]);
         Event {
@@ -237,8 +252,10 @@ mod tests {
 
     fn bytes_of(event: &Event) -> Vec<u8> {
         // SAFETY: Event is repr(C) plain old data.
-        unsafe { std::slice::from_raw_parts((event as *const Event).cast::<u8>(), size_of::<Event>()) }
-            .to_vec()
+        unsafe {
+            std::slice::from_raw_parts((event as *const Event).cast::<u8>(), size_of::<Event>())
+        }
+        .to_vec()
     }
 
     #[test]
@@ -246,7 +263,13 @@ mod tests {
         let mut buf = vec![0u8];
         buf.extend(bytes_of(&raw_event(kind::PROBE)));
         let ev = decode(&buf[1..]).unwrap();
-        assert_eq!(ev.what, What::Probe { n: 2, idle_ns: Some(1_000_000_000) });
+        assert_eq!(
+            ev.what,
+            What::Probe {
+                n: 2,
+                idle_ns: Some(1_000_000_000)
+            }
+        );
         assert_eq!(ev.conn.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(ev.conn.remote, "127.0.0.2:5000".parse().unwrap());
         let config = ev.config.unwrap();
@@ -256,7 +279,10 @@ mod tests {
 
     #[test]
     fn rejects_unknown_kinds_and_short_records() {
-        assert_eq!(decode(&bytes_of(&raw_event(99))), Err(DecodeError::Kind(99)));
+        assert_eq!(
+            decode(&bytes_of(&raw_event(99))),
+            Err(DecodeError::Kind(99))
+        );
         assert_eq!(decode(&[0u8; 10]), Err(DecodeError::Size(10)));
         let mut bad = raw_event(kind::ACK);
         bad.tuple.family = 17;
@@ -278,18 +304,50 @@ mod tests {
 
     #[test]
     fn budget_and_defaults() {
-        let c = Config { keepalive: true, idle_s: 0, intvl_s: 5, cnt: 0, user_timeout_ms: 0 };
-        let d = Config { keepalive: false, idle_s: 7200, intvl_s: 75, cnt: 9, user_timeout_ms: 0 };
+        let c = Config {
+            keepalive: true,
+            idle_s: 0,
+            intvl_s: 5,
+            cnt: 0,
+            user_timeout_ms: 0,
+        };
+        let d = Config {
+            keepalive: false,
+            idle_s: 7200,
+            intvl_s: 75,
+            cnt: 9,
+            user_timeout_ms: 0,
+        };
         let filled = c.with_defaults(&d);
         assert_eq!((filled.idle_s, filled.intvl_s, filled.cnt), (7200, 5, 9));
         assert_eq!(filled.keepalive_budget_ms(), (7200 + 45) * 1000);
         assert_eq!(errno_name(110), "ETIMEDOUT");
-        let ka = Config { keepalive: true, idle_s: 1, intvl_s: 1, cnt: 3, user_timeout_ms: 0 };
+        let ka = Config {
+            keepalive: true,
+            idle_s: 1,
+            intvl_s: 1,
+            cnt: 3,
+            user_timeout_ms: 0,
+        };
         assert_eq!(ka.predicted_detect_ms(), 4000);
-        let ut = Config { user_timeout_ms: 2500, ..ka };
-        assert_eq!(ut.predicted_detect_ms(), 3000, "first tick at or after 2.5 s");
-        let short = Config { user_timeout_ms: 500, ..ka };
-        assert_eq!(short.predicted_detect_ms(), 2000, "one probe must go out first");
+        let ut = Config {
+            user_timeout_ms: 2500,
+            ..ka
+        };
+        assert_eq!(
+            ut.predicted_detect_ms(),
+            3000,
+            "first tick at or after 2.5 s"
+        );
+        let short = Config {
+            user_timeout_ms: 500,
+            ..ka
+        };
+        assert_eq!(
+            short.predicted_detect_ms(),
+            2000,
+            "one probe must go out first"
+        );
         assert_eq!(errno_name(4242), "E4242");
     }
 }

@@ -19,8 +19,9 @@ impl FromStr for Cidr {
             None => (s, None),
         };
         let addr_text = addr_text.trim_start_matches('[').trim_end_matches(']');
-        let addr: IpAddr =
-            addr_text.parse().map_err(|_| format!("{s:?} is not an IP address or CIDR prefix"))?;
+        let addr: IpAddr = addr_text
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR prefix"))?;
         let addr = match addr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             v4 => v4,
@@ -46,11 +47,15 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -107,7 +112,10 @@ mod tests {
     use super::*;
 
     fn conn(local: &str, remote: &str) -> Conn {
-        Conn { local: local.parse().unwrap(), remote: remote.parse().unwrap() }
+        Conn {
+            local: local.parse().unwrap(),
+            remote: remote.parse().unwrap(),
+        }
     }
 
     #[test]

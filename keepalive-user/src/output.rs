@@ -16,7 +16,10 @@ pub struct Clock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -24,12 +27,17 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 
 impl Clock {
     pub fn now() -> Self {
-        Self { realtime_minus_monotonic_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC) }
+        Self {
+            realtime_minus_monotonic_ns: clock_ns(libc::CLOCK_REALTIME)
+                - clock_ns(libc::CLOCK_MONOTONIC),
+        }
     }
 
     /// For tests: monotonic 0 is the Unix epoch plus `offset_ns`.
     pub fn with_offset(offset_ns: i128) -> Self {
-        Self { realtime_minus_monotonic_ns: offset_ns }
+        Self {
+            realtime_minus_monotonic_ns: offset_ns,
+        }
     }
 
     pub fn monotonic_now_ns() -> u64 {
@@ -37,19 +45,23 @@ impl Clock {
     }
 
     pub fn wall(&self, monotonic_ns: u64) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(monotonic_ns) + self.realtime_minus_monotonic_ns)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(monotonic_ns) + self.realtime_minus_monotonic_ns,
+        )
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// RFC 3339, UTC, microseconds: 2026-11-24T19:00:01.123456Z
     pub fn rfc3339(&self, monotonic_ns: u64) -> String {
-        const FORMAT: &[FormatItem<'_>] =
-            format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+        const FORMAT: &[FormatItem<'_>] = format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+        );
         self.wall(monotonic_ns).format(FORMAT).unwrap_or_default()
     }
 
     fn time_of_day(&self, monotonic_ns: u64) -> String {
-        const FORMAT: &[FormatItem<'_>] = format_description!("[hour]:[minute]:[second].[subsecond digits:6]");
+        const FORMAT: &[FormatItem<'_>] =
+            format_description!("[hour]:[minute]:[second].[subsecond digits:6]");
         self.wall(monotonic_ns).format(FORMAT).unwrap_or_default()
     }
 }
@@ -92,7 +104,12 @@ pub fn record_json(clock: &Clock, record: &Record, owner: Option<&Owner>) -> Val
         Report::Unanswered { n } => {
             map.insert("n".into(), json!(n));
         }
-        Report::Timeout { reason, probes, detect_ms, predicted_ms } => {
+        Report::Timeout {
+            reason,
+            probes,
+            detect_ms,
+            predicted_ms,
+        } => {
             map.insert("reason".into(), json!(reason.to_string()));
             map.insert("probes".into(), json!(probes));
             map.insert("detect_ms".into(), json!(detect_ms));
@@ -129,7 +146,10 @@ fn config_text(config: &Config) -> String {
     if !config.keepalive {
         return "keepalive off".into();
     }
-    let mut s = format!("idle {}s intvl {}s cnt {}", config.idle_s, config.intvl_s, config.cnt);
+    let mut s = format!(
+        "idle {}s intvl {}s cnt {}",
+        config.idle_s, config.intvl_s, config.cnt
+    );
     if config.user_timeout_ms > 0 {
         s.push_str(&format!(" user_timeout {}ms", config.user_timeout_ms));
     }
@@ -138,11 +158,19 @@ fn config_text(config: &Config) -> String {
 
 fn detail_text(report: &Report) -> String {
     match report {
-        Report::Probe { n, idle_ms: Some(idle) } => format!("#{n} idle {idle} ms"),
+        Report::Probe {
+            n,
+            idle_ms: Some(idle),
+        } => format!("#{n} idle {idle} ms"),
         Report::Probe { n, idle_ms: None } => format!("#{n}"),
         Report::Ack { n, rtt_us } => format!("#{n} rtt {rtt_us} us"),
         Report::Unanswered { n } => format!("#{n} no answer"),
-        Report::Timeout { reason, probes, detect_ms, predicted_ms } => {
+        Report::Timeout {
+            reason,
+            probes,
+            detect_ms,
+            predicted_ms,
+        } => {
             let mut s = format!("{reason} after {probes} unanswered");
             if let Some(d) = detect_ms {
                 s.push_str(&format!(", dead for {d} ms"));
@@ -152,7 +180,9 @@ fn detail_text(report: &Report) -> String {
             }
             s
         }
-        Report::Reset { after_probe: Some(n) } => format!("peer reset after probe #{n}"),
+        Report::Reset {
+            after_probe: Some(n),
+        } => format!("peer reset after probe #{n}"),
         Report::Reset { after_probe: None } => "peer reset".into(),
         Report::OptionsSet { result: 0 } => "applied".into(),
         Report::OptionsSet { result } => format!("failed: errno {}", -result),
@@ -162,9 +192,16 @@ fn detail_text(report: &Report) -> String {
 /// One aligned line: time, event, src → dst, detail, owner, settings.
 pub fn record_line(clock: &Clock, record: &Record, owner: Option<&Owner>, color: bool) -> String {
     let event = record.report.event_name();
-    let (on, off) = if color { (colour(&record.report), RESET) } else { ("", "") };
+    let (on, off) = if color {
+        (colour(&record.report), RESET)
+    } else {
+        ("", "")
+    };
     let owner = owner.map_or_else(|| "-".to_string(), |o| format!("{}/{}", o.comm, o.pid));
-    let config = record.config.as_ref().map_or_else(|| "-".into(), config_text);
+    let config = record
+        .config
+        .as_ref()
+        .map_or_else(|| "-".into(), config_text);
     format!(
         "{} {on}{event:<11}{off} {:>22} > {:<22} {on}{:<44}{off} {owner:<16} [{config}]",
         clock.time_of_day(record.ts_ns),
@@ -175,7 +212,10 @@ pub fn record_line(clock: &Clock, record: &Record, owner: Option<&Owner>, color:
 }
 
 pub fn lost_line(clock: &Clock, ts_ns: u64, count: u64) -> String {
-    format!("{} LOST        {count} events the ring buffer could not take", clock.time_of_day(ts_ns))
+    format!(
+        "{} LOST        {count} events the ring buffer could not take",
+        clock.time_of_day(ts_ns)
+    )
 }
 
 fn pcts(samples: &[u64]) -> Value {
@@ -212,14 +252,22 @@ pub fn summary_text(summary: &Summary, elapsed_s: f64) -> String {
         samples.iter().max(),
     ) {
         (Some(p50), Some(p90), Some(p99), Some(max)) => {
-            format!("p50 {p50} {unit}, p90 {p90} {unit}, p99 {p99} {unit}, max {max} {unit} ({} samples)", samples.len())
+            format!(
+                "p50 {p50} {unit}, p90 {p90} {unit}, p99 {p99} {unit}, max {max} {unit} ({} samples)",
+                samples.len()
+            )
         }
         _ => "none".into(),
     };
     let timeouts = if summary.timeouts.is_empty() {
         "none".to_string()
     } else {
-        summary.timeouts.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ")
+        summary
+            .timeouts
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     format!(
         "--- keepalive watch: {elapsed_s:.1} s ---\n\
@@ -249,8 +297,17 @@ mod tests {
     fn record(report: Report) -> Record {
         Record {
             ts_ns: 1_500_000_000,
-            conn: Conn { local: "[::1]:40000".parse().unwrap(), remote: "[::1]:5000".parse().unwrap() },
-            config: Some(Config { keepalive: true, idle_s: 1, intvl_s: 1, cnt: 3, user_timeout_ms: 0 }),
+            conn: Conn {
+                local: "[::1]:40000".parse().unwrap(),
+                remote: "[::1]:5000".parse().unwrap(),
+            },
+            config: Some(Config {
+                keepalive: true,
+                idle_s: 1,
+                intvl_s: 1,
+                cnt: 3,
+                user_timeout_ms: 0,
+            }),
             report,
         }
     }
@@ -258,8 +315,18 @@ mod tests {
     #[test]
     fn json_follows_the_contract() {
         let clock = Clock::with_offset(1_795_000_000_000_000_000);
-        let owner = Owner { pid: 42, comm: "server".into() };
-        let v = record_json(&clock, &record(Report::Probe { n: 2, idle_ms: Some(2000) }), Some(&owner));
+        let owner = Owner {
+            pid: 42,
+            comm: "server".into(),
+        };
+        let v = record_json(
+            &clock,
+            &record(Report::Probe {
+                n: 2,
+                idle_ms: Some(2000),
+            }),
+            Some(&owner),
+        );
         assert_eq!(v["event"], "probe");
         assert_eq!(v["ts"], "2026-11-18T11:06:41.500000Z");
         assert_eq!(v["src"], "[::1]:40000");
@@ -282,8 +349,14 @@ mod tests {
             }),
             None,
         );
-        assert_eq!((t["event"].as_str(), t["reason"].as_str()), (Some("timeout"), Some("user_timeout")));
-        assert_eq!((t["probes"].as_u64(), t["detect_ms"].as_u64()), (Some(1), Some(3001)));
+        assert_eq!(
+            (t["event"].as_str(), t["reason"].as_str()),
+            (Some("timeout"), Some("user_timeout"))
+        );
+        assert_eq!(
+            (t["probes"].as_u64(), t["detect_ms"].as_u64()),
+            (Some(1), Some(3001))
+        );
         assert!(t.get("pid").is_none());
         let ack = record_json(&clock, &record(Report::Ack { n: 1, rtt_us: 37 }), None);
         assert_eq!(ack["rtt_us"], 37);
@@ -301,8 +374,21 @@ mod tests {
         assert!(!plain.contains('\x1b'));
         let coloured = record_line(&clock, &record(Report::Unanswered { n: 3 }), None, true);
         assert!(coloured.contains("\x1b[31m"));
-        let a = record_line(&clock, &record(Report::Probe { n: 1, idle_ms: Some(1000) }), None, false);
-        let b = record_line(&clock, &record(Report::Ack { n: 1, rtt_us: 9 }), None, false);
+        let a = record_line(
+            &clock,
+            &record(Report::Probe {
+                n: 1,
+                idle_ms: Some(1000),
+            }),
+            None,
+            false,
+        );
+        let b = record_line(
+            &clock,
+            &record(Report::Ack { n: 1, rtt_us: 9 }),
+            None,
+            false,
+        );
         assert_eq!(a.find(" > "), b.find(" > "), "columns line up");
     }
 
@@ -318,7 +404,10 @@ mod tests {
             ..Summary::default()
         };
         let text = summary_text(&summary, 10.0);
-        assert!(text.contains("probes            5 (2 answered, 3 unanswered)"), "{text}");
+        assert!(
+            text.contains("probes            5 (2 answered, 3 unanswered)"),
+            "{text}"
+        );
         assert!(text.contains("p50 10 us"));
         let v = summary_json(&summary, 10.0);
         assert_eq!(v["detect_ms"]["p99"], 4000);

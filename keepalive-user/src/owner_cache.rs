@@ -15,7 +15,10 @@ pub struct OwnerCache {
 
 impl OwnerCache {
     pub fn owner_of(&mut self, conn: &Conn) -> Option<Owner> {
-        self.known.entry(*conn).or_insert_with(|| lookup(conn)).clone()
+        self.known
+            .entry(*conn)
+            .or_insert_with(|| lookup(conn))
+            .clone()
     }
 
     pub fn forget(&mut self, conn: &Conn) {

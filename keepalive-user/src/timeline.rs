@@ -29,12 +29,29 @@ impl std::fmt::Display for Reason {
 /// What the user is shown; the JSON `event` names are the contract.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
-    Probe { n: u32, idle_ms: Option<u64> },
-    Ack { n: u32, rtt_us: u64 },
-    Unanswered { n: u32 },
-    Timeout { reason: Reason, probes: u32, detect_ms: Option<u64>, predicted_ms: Option<u64> },
-    Reset { after_probe: Option<u32> },
-    OptionsSet { result: i32 },
+    Probe {
+        n: u32,
+        idle_ms: Option<u64>,
+    },
+    Ack {
+        n: u32,
+        rtt_us: u64,
+    },
+    Unanswered {
+        n: u32,
+    },
+    Timeout {
+        reason: Reason,
+        probes: u32,
+        detect_ms: Option<u64>,
+        predicted_ms: Option<u64>,
+    },
+    Reset {
+        after_probe: Option<u32>,
+    },
+    OptionsSet {
+        result: i32,
+    },
 }
 
 impl Report {
@@ -120,7 +137,10 @@ pub struct Timelines {
 impl Timelines {
     /// `defaults` fill settings the kernel reported as "namespace default".
     pub fn new(defaults: Option<Config>) -> Self {
-        Self { defaults, ..Self::default() }
+        Self {
+            defaults,
+            ..Self::default()
+        }
     }
 
     pub fn tracked(&self) -> usize {
@@ -144,7 +164,12 @@ impl Timelines {
             state.config = Some(defaults.map_or(config, |d| config.with_defaults(&d)));
         }
         let mut emit = |state: &mut ConnState, report: Report| {
-            out.push(Record { ts_ns: event.ts_ns, conn: event.conn, config: state.config, report });
+            out.push(Record {
+                ts_ns: event.ts_ns,
+                conn: event.conn,
+                config: state.config,
+                report,
+            });
         };
         match event.what {
             What::Probe { n, idle_ns } => {
@@ -158,14 +183,26 @@ impl Timelines {
                 state.unanswered_run = n;
                 state.ended = false;
                 summary.probes += 1;
-                emit(state, Report::Probe { n, idle_ms: idle_ns.map(|i| i / 1_000_000) });
+                emit(
+                    state,
+                    Report::Probe {
+                        n,
+                        idle_ms: idle_ns.map(|i| i / 1_000_000),
+                    },
+                );
             }
             What::Ack { n, rtt_ns } => {
                 state.unanswered_run = 0;
                 state.last_peer_ns = Some(event.ts_ns);
                 summary.answered += 1;
                 summary.rtt_us.push(rtt_ns / 1000);
-                emit(state, Report::Ack { n, rtt_us: rtt_ns / 1000 });
+                emit(
+                    state,
+                    Report::Ack {
+                        n,
+                        rtt_us: rtt_ns / 1000,
+                    },
+                );
             }
             What::KeepaliveReset => {
                 let reason = keepalive_reason(state.config);
@@ -216,7 +253,9 @@ impl Timelines {
         let mut out = Vec::new();
         let summary = &mut self.summary;
         self.conns.retain(|conn, state| {
-            let Some(closed) = state.closed_at_ns else { return true };
+            let Some(closed) = state.closed_at_ns else {
+                return true;
+            };
             if now_ns.saturating_sub(closed) < CLOSED_GRACE_NS {
                 return true;
             }
@@ -226,7 +265,9 @@ impl Timelines {
                     ts_ns: closed,
                     conn: *conn,
                     config: state.config,
-                    report: Report::Unanswered { n: state.unanswered_run },
+                    report: Report::Unanswered {
+                        n: state.unanswered_run,
+                    },
                 });
             }
             false
@@ -238,7 +279,11 @@ impl Timelines {
 fn keepalive_reason(config: Option<Config>) -> Reason {
     // With TCP_USER_TIMEOUT set the keepalive timer ignores TCP_KEEPCNT and
     // kills on the user timeout instead.
-    if config.is_some_and(|c| c.user_timeout_ms > 0) { Reason::UserTimeout } else { Reason::Keepalive }
+    if config.is_some_and(|c| c.user_timeout_ms > 0) {
+        Reason::UserTimeout
+    } else {
+        Reason::Keepalive
+    }
 }
 
 fn finish(
@@ -253,9 +298,13 @@ fn finish(
         summary.unanswered += 1;
         emit(state, Report::Unanswered { n: probes });
     }
-    let detect_ms = state.last_peer_ns.map(|last| ts_ns.saturating_sub(last) / 1_000_000);
+    let detect_ms = state
+        .last_peer_ns
+        .map(|last| ts_ns.saturating_sub(last) / 1_000_000);
     let predicted_ms = match (&reason, state.config) {
-        (Reason::Keepalive | Reason::UserTimeout, Some(c)) if c.keepalive => Some(c.predicted_detect_ms()),
+        (Reason::Keepalive | Reason::UserTimeout, Some(c)) if c.keepalive => {
+            Some(c.predicted_detect_ms())
+        }
         _ => None,
     };
     if let Some(d) = detect_ms {
@@ -264,7 +313,15 @@ fn finish(
     *summary.timeouts.entry(reason.to_string()).or_default() += 1;
     state.unanswered_run = 0;
     state.ended = true;
-    emit(state, Report::Timeout { reason, probes, detect_ms, predicted_ms });
+    emit(
+        state,
+        Report::Timeout {
+            reason,
+            probes,
+            detect_ms,
+            predicted_ms,
+        },
+    );
 }
 
 #[cfg(test)]
@@ -275,19 +332,37 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     fn conn() -> Conn {
-        Conn { local: "127.0.0.1:40000".parse().unwrap(), remote: "127.0.0.1:5000".parse().unwrap() }
+        Conn {
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "127.0.0.1:5000".parse().unwrap(),
+        }
     }
 
     fn config(user_timeout_ms: u32) -> Config {
-        Config { keepalive: true, idle_s: 1, intvl_s: 1, cnt: 3, user_timeout_ms }
+        Config {
+            keepalive: true,
+            idle_s: 1,
+            intvl_s: 1,
+            cnt: 3,
+            user_timeout_ms,
+        }
     }
 
     fn ev(ts_ns: u64, what: What, ut: u32) -> KernelEvent {
-        KernelEvent { ts_ns, conn: conn(), config: Some(config(ut)), what }
+        KernelEvent {
+            ts_ns,
+            conn: conn(),
+            config: Some(config(ut)),
+            what,
+        }
     }
 
     fn reports(t: &mut Timelines, events: &[KernelEvent]) -> Vec<Report> {
-        events.iter().flat_map(|e| t.on_event(e)).map(|r| r.report).collect()
+        events
+            .iter()
+            .flat_map(|e| t.on_event(e))
+            .map(|r| r.report)
+            .collect()
     }
 
     #[test]
@@ -296,16 +371,53 @@ mod tests {
         let got = reports(
             &mut t,
             &[
-                ev(10 * S, What::Probe { n: 1, idle_ns: Some(S) }, 0),
-                ev(10 * S + 50_000, What::Ack { n: 1, rtt_ns: 50_000 }, 0),
-                ev(11 * S, What::Probe { n: 1, idle_ns: Some(S) }, 0),
-                ev(11 * S + 70_000, What::Ack { n: 1, rtt_ns: 70_000 }, 0),
+                ev(
+                    10 * S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: Some(S),
+                    },
+                    0,
+                ),
+                ev(
+                    10 * S + 50_000,
+                    What::Ack {
+                        n: 1,
+                        rtt_ns: 50_000,
+                    },
+                    0,
+                ),
+                ev(
+                    11 * S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: Some(S),
+                    },
+                    0,
+                ),
+                ev(
+                    11 * S + 70_000,
+                    What::Ack {
+                        n: 1,
+                        rtt_ns: 70_000,
+                    },
+                    0,
+                ),
             ],
         );
-        assert_eq!(got[0], Report::Probe { n: 1, idle_ms: Some(1000) });
+        assert_eq!(
+            got[0],
+            Report::Probe {
+                n: 1,
+                idle_ms: Some(1000)
+            }
+        );
         assert_eq!(got[1], Report::Ack { n: 1, rtt_us: 50 });
         assert_eq!(got.len(), 4);
-        assert_eq!((t.summary.probes, t.summary.answered, t.summary.unanswered), (2, 2, 0));
+        assert_eq!(
+            (t.summary.probes, t.summary.answered, t.summary.unanswered),
+            (2, 2, 0)
+        );
         assert_eq!(t.summary.connections, 1);
         assert!(t.summary.timeouts.is_empty());
     }
@@ -316,9 +428,30 @@ mod tests {
         let got = reports(
             &mut t,
             &[
-                ev(S, What::Probe { n: 1, idle_ns: Some(S) }, 0),
-                ev(2 * S, What::Probe { n: 2, idle_ns: Some(2 * S) }, 0),
-                ev(3 * S, What::Probe { n: 3, idle_ns: Some(3 * S) }, 0),
+                ev(
+                    S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: Some(S),
+                    },
+                    0,
+                ),
+                ev(
+                    2 * S,
+                    What::Probe {
+                        n: 2,
+                        idle_ns: Some(2 * S),
+                    },
+                    0,
+                ),
+                ev(
+                    3 * S,
+                    What::Probe {
+                        n: 3,
+                        idle_ns: Some(3 * S),
+                    },
+                    0,
+                ),
                 ev(4 * S, What::KeepaliveReset, 0),
                 // 6.18 closes the socket before it reports the error.
                 ev(4 * S + MS, What::Closed { old_state: 1 }, 0),
@@ -328,11 +461,20 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Report::Probe { n: 1, idle_ms: Some(1000) },
+                Report::Probe {
+                    n: 1,
+                    idle_ms: Some(1000)
+                },
                 Report::Unanswered { n: 1 },
-                Report::Probe { n: 2, idle_ms: Some(2000) },
+                Report::Probe {
+                    n: 2,
+                    idle_ms: Some(2000)
+                },
                 Report::Unanswered { n: 2 },
-                Report::Probe { n: 3, idle_ms: Some(3000) },
+                Report::Probe {
+                    n: 3,
+                    idle_ms: Some(3000)
+                },
                 Report::Unanswered { n: 3 },
                 Report::Timeout {
                     reason: Reason::Keepalive,
@@ -347,7 +489,10 @@ mod tests {
         assert_eq!(t.tracked(), 1, "kept for its late error report");
         assert!(t.expire_closed(4 * S + 2 * MS).is_empty());
         assert_eq!(t.tracked(), 1);
-        assert!(t.expire_closed(6 * S).is_empty(), "timed out: nothing more to say");
+        assert!(
+            t.expire_closed(6 * S).is_empty(),
+            "timed out: nothing more to say"
+        );
         assert_eq!(t.tracked(), 0, "closed connections are forgotten");
     }
 
@@ -357,13 +502,34 @@ mod tests {
         let got = reports(
             &mut t,
             &[
-                ev(S, What::Probe { n: 1, idle_ns: Some(S) }, 0),
-                ev(2 * S, What::Probe { n: 2, idle_ns: Some(2 * S) }, 0),
+                ev(
+                    S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: Some(S),
+                    },
+                    0,
+                ),
+                ev(
+                    2 * S,
+                    What::Probe {
+                        n: 2,
+                        idle_ns: Some(2 * S),
+                    },
+                    0,
+                ),
                 ev(3 * S, What::Closed { old_state: 1 }, 0),
                 ev(3 * S, What::SocketError { errno: 110 }, 0),
             ],
         );
-        assert!(matches!(got.last(), Some(Report::Timeout { reason: Reason::Keepalive, probes: 2, .. })));
+        assert!(matches!(
+            got.last(),
+            Some(Report::Timeout {
+                reason: Reason::Keepalive,
+                probes: 2,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -371,9 +537,26 @@ mod tests {
         let mut t = Timelines::new(None);
         let got = reports(
             &mut t,
-            &[ev(S, What::Probe { n: 1, idle_ns: Some(S) }, 1500), ev(2 * S, What::KeepaliveReset, 1500)],
+            &[
+                ev(
+                    S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: Some(S),
+                    },
+                    1500,
+                ),
+                ev(2 * S, What::KeepaliveReset, 1500),
+            ],
         );
-        assert!(matches!(got.last(), Some(Report::Timeout { reason: Reason::UserTimeout, probes: 1, .. })));
+        assert!(matches!(
+            got.last(),
+            Some(Report::Timeout {
+                reason: Reason::UserTimeout,
+                probes: 1,
+                ..
+            })
+        ));
 
         let mut t = Timelines::new(None);
         let mut e = ev(5 * S, What::SocketError { errno: 110 }, 0);
@@ -381,7 +564,12 @@ mod tests {
         let got = reports(&mut t, &[e]);
         assert_eq!(
             got,
-            vec![Report::Timeout { reason: Reason::Retransmit, probes: 0, detect_ms: None, predicted_ms: None }]
+            vec![Report::Timeout {
+                reason: Reason::Retransmit,
+                probes: 0,
+                detect_ms: None,
+                predicted_ms: None
+            }]
         );
     }
 
@@ -391,30 +579,69 @@ mod tests {
         let got = reports(
             &mut t,
             &[
-                ev(S, What::Probe { n: 1, idle_ns: Some(S) }, 0),
+                ev(
+                    S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: Some(S),
+                    },
+                    0,
+                ),
                 ev(S + MS, What::ResetReceived, 0),
                 ev(S + MS, What::SocketError { errno: 104 }, 0),
                 ev(S + MS, What::Closed { old_state: 1 }, 0),
             ],
         );
-        assert_eq!(got, vec![Report::Probe { n: 1, idle_ms: Some(1000) }, Report::Reset { after_probe: Some(1) }]);
+        assert_eq!(
+            got,
+            vec![
+                Report::Probe {
+                    n: 1,
+                    idle_ms: Some(1000)
+                },
+                Report::Reset {
+                    after_probe: Some(1)
+                }
+            ]
+        );
         assert_eq!(t.summary.resets, 1);
     }
 
     #[test]
     fn other_errors_and_unseen_closes() {
         let mut t = Timelines::new(None);
-        assert!(t.on_event(&ev(S, What::Closed { old_state: 1 }, 0)).is_empty());
-        assert!(t.on_event(&ev(S, What::SocketError { errno: 104 }, 0)).is_empty());
+        assert!(
+            t.on_event(&ev(S, What::Closed { old_state: 1 }, 0))
+                .is_empty()
+        );
+        assert!(
+            t.on_event(&ev(S, What::SocketError { errno: 104 }, 0))
+                .is_empty()
+        );
         assert_eq!(t.summary.connections, 0);
         assert!(t.expire_closed(10 * S).is_empty());
         let got = reports(
             &mut t,
-            &[ev(S, What::Probe { n: 1, idle_ns: None }, 0), ev(2 * S, What::SocketError { errno: 113 }, 0)],
+            &[
+                ev(
+                    S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: None,
+                    },
+                    0,
+                ),
+                ev(2 * S, What::SocketError { errno: 113 }, 0),
+            ],
         );
         assert!(matches!(
             got.last(),
-            Some(Report::Timeout { reason: Reason::Error(113), detect_ms: None, predicted_ms: None, .. })
+            Some(Report::Timeout {
+                reason: Reason::Error(113),
+                detect_ms: None,
+                predicted_ms: None,
+                ..
+            })
         ));
         assert_eq!(Reason::Error(113).to_string(), "error:EHOSTUNREACH");
     }
@@ -424,9 +651,25 @@ mod tests {
         let mut t = Timelines::new(None);
         let got = reports(
             &mut t,
-            &[ev(S, What::Probe { n: 1, idle_ns: Some(S) }, 0), ev(S + MS, What::Closed { old_state: 1 }, 0)],
+            &[
+                ev(
+                    S,
+                    What::Probe {
+                        n: 1,
+                        idle_ns: Some(S),
+                    },
+                    0,
+                ),
+                ev(S + MS, What::Closed { old_state: 1 }, 0),
+            ],
         );
-        assert_eq!(got.last(), Some(&Report::Probe { n: 1, idle_ms: Some(1000) }));
+        assert_eq!(
+            got.last(),
+            Some(&Report::Probe {
+                n: 1,
+                idle_ms: Some(1000)
+            })
+        );
         let expired = t.expire_closed(3 * S);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].report, Report::Unanswered { n: 1 });
@@ -435,13 +678,35 @@ mod tests {
 
     #[test]
     fn defaults_fill_namespace_settings() {
-        let defaults = Config { keepalive: false, idle_s: 7200, intvl_s: 75, cnt: 9, user_timeout_ms: 0 };
+        let defaults = Config {
+            keepalive: false,
+            idle_s: 7200,
+            intvl_s: 75,
+            cnt: 9,
+            user_timeout_ms: 0,
+        };
         let mut t = Timelines::new(Some(defaults));
-        let mut e = ev(S, What::Probe { n: 1, idle_ns: None }, 0);
-        e.config = Some(Config { keepalive: true, idle_s: 0, intvl_s: 0, cnt: 0, user_timeout_ms: 0 });
+        let mut e = ev(
+            S,
+            What::Probe {
+                n: 1,
+                idle_ns: None,
+            },
+            0,
+        );
+        e.config = Some(Config {
+            keepalive: true,
+            idle_s: 0,
+            intvl_s: 0,
+            cnt: 0,
+            user_timeout_ms: 0,
+        });
         let record = &t.on_event(&e)[0];
         let c = record.config.unwrap();
-        assert_eq!((c.keepalive, c.idle_s, c.intvl_s, c.cnt), (true, 7200, 75, 9));
+        assert_eq!(
+            (c.keepalive, c.idle_s, c.intvl_s, c.cnt),
+            (true, 7200, 75, 9)
+        );
     }
 
     #[test]

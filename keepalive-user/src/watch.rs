@@ -105,7 +105,13 @@ impl Watcher {
         let mut guard = self.ring.readable_mut().await?;
         let mut items = Vec::new();
         drain_ring(guard.get_inner_mut(), &mut self.decode_errors, |event| {
-            items.extend(handle(&mut self.timelines, &self.filter, self.pid, &mut self.owners, event));
+            items.extend(handle(
+                &mut self.timelines,
+                &self.filter,
+                self.pid,
+                &mut self.owners,
+                event,
+            ));
         });
         guard.clear_ready();
         Ok(items)
@@ -115,7 +121,13 @@ impl Watcher {
     pub fn drain_now(&mut self) -> Vec<Item> {
         let mut items = Vec::new();
         drain_ring(self.ring.get_mut(), &mut self.decode_errors, |event| {
-            items.extend(handle(&mut self.timelines, &self.filter, self.pid, &mut self.owners, event));
+            items.extend(handle(
+                &mut self.timelines,
+                &self.filter,
+                self.pid,
+                &mut self.owners,
+                event,
+            ));
         });
         items
     }
@@ -129,7 +141,8 @@ impl Watcher {
             .filter_map(|r| {
                 let owner = self.owners.owner_of(&r.conn);
                 self.owners.forget(&r.conn);
-                (self.pid.is_none() || owner.as_ref().map(|o| o.pid) == self.pid).then_some(Item::Record(r, owner))
+                (self.pid.is_none() || owner.as_ref().map(|o| o.pid) == self.pid)
+                    .then_some(Item::Record(r, owner))
             })
             .collect()
     }
@@ -144,7 +157,10 @@ impl Watcher {
         let count = total - self.lost_reported;
         self.lost_reported = total;
         self.timelines.summary.lost += count;
-        Ok(Some(Item::Lost { ts_ns: Clock::monotonic_now_ns(), count }))
+        Ok(Some(Item::Lost {
+            ts_ns: Clock::monotonic_now_ns(),
+            count,
+        }))
     }
 
     pub fn decode_errors(&self) -> u64 {
@@ -152,7 +168,11 @@ impl Watcher {
     }
 }
 
-fn drain_ring(ring: &mut RingBuf<MapData>, errors: &mut u64, mut on_event: impl FnMut(&KernelEvent)) {
+fn drain_ring(
+    ring: &mut RingBuf<MapData>,
+    errors: &mut u64,
+    mut on_event: impl FnMut(&KernelEvent),
+) {
     while let Some(item) = ring.next() {
         match events::decode(&item) {
             Ok(event) => on_event(&event),
@@ -182,7 +202,10 @@ fn handle(
     if pid.is_some() && owner.as_ref().map(|o| o.pid) != pid {
         return Vec::new();
     }
-    records.into_iter().map(|r| Item::Record(r, owner.clone())).collect()
+    records
+        .into_iter()
+        .map(|r| Item::Record(r, owner.clone()))
+        .collect()
 }
 
 /// Writes items as lines; false once stdout is gone (e.g. `| head`).
@@ -197,10 +220,18 @@ impl Printer {
     fn print(&mut self, items: &[Item]) -> bool {
         for item in items {
             let line = match (item, self.json) {
-                (Item::Record(r, owner), true) => output::record_json(&self.clock, r, owner.as_ref()).to_string(),
-                (Item::Record(r, owner), false) => output::record_line(&self.clock, r, owner.as_ref(), self.color),
-                (Item::Lost { ts_ns, count }, true) => output::lost_json(&self.clock, *ts_ns, *count).to_string(),
-                (Item::Lost { ts_ns, count }, false) => output::lost_line(&self.clock, *ts_ns, *count),
+                (Item::Record(r, owner), true) => {
+                    output::record_json(&self.clock, r, owner.as_ref()).to_string()
+                }
+                (Item::Record(r, owner), false) => {
+                    output::record_line(&self.clock, r, owner.as_ref(), self.color)
+                }
+                (Item::Lost { ts_ns, count }, true) => {
+                    output::lost_json(&self.clock, *ts_ns, *count).to_string()
+                }
+                (Item::Lost { ts_ns, count }, false) => {
+                    output::lost_line(&self.clock, *ts_ns, *count)
+                }
             };
             if writeln!(self.out, "{line}").is_err() {
                 return false;
@@ -219,14 +250,18 @@ fn validate(args: &WatchArgs) -> anyhow::Result<()> {
     if let Some(bytes) = args.ring_bytes
         && (bytes < 4096 || !bytes.is_power_of_two())
     {
-        return Err(usage("--ring-bytes must be a power of two of at least 4096"));
+        return Err(usage(
+            "--ring-bytes must be a power of two of at least 4096",
+        ));
     }
     Ok(())
 }
 
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     validate(&args)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(watch(args))
 }
 
@@ -238,7 +273,11 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         ring_bytes: args.ring_bytes,
         ..LoadOptions::default()
     };
-    let filter = ConnFilter { ports: args.ports.clone(), src: args.src.clone(), dst: args.dst.clone() };
+    let filter = ConnFilter {
+        ports: args.ports.clone(),
+        src: args.src.clone(),
+        dst: args.dst.clone(),
+    };
     let mut watcher = Watcher::start(&load, filter, args.pid)?;
     announce(watcher.observer());
 
@@ -255,7 +294,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut lost_tick = tokio::time::interval(Duration::from_secs(1));
     let mut stdout_open = true;
     loop {
-        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
+        let sleep_until =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400));
         tokio::select! {
             items = watcher.next_items() => {
                 stdout_open = printer.print(&items?);
@@ -279,14 +319,25 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         printer.print(&tail);
         let elapsed = started.elapsed().as_secs_f64();
         if args.json {
-            let _ = writeln!(printer.out, "{}", output::summary_json(watcher.summary(), elapsed));
+            let _ = writeln!(
+                printer.out,
+                "{}",
+                output::summary_json(watcher.summary(), elapsed)
+            );
         } else {
-            let _ = write!(printer.out, "{}", output::summary_text(watcher.summary(), elapsed));
+            let _ = write!(
+                printer.out,
+                "{}",
+                output::summary_text(watcher.summary(), elapsed)
+            );
         }
         let _ = printer.out.flush();
     }
     if watcher.decode_errors() > 0 {
-        eprintln!("keepalive: {} kernel events could not be decoded", watcher.decode_errors());
+        eprintln!(
+            "keepalive: {} kernel events could not be decoded",
+            watcher.decode_errors()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -294,12 +345,20 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 /// Says on stderr what is attached and what this kernel cannot show.
 fn announce(observer: &Observer) {
     for missing in observer.missing_optional() {
-        eprintln!("keepalive: warning: {} unavailable ({}): {}", missing.hook, missing.detail, missing.without_it);
+        eprintln!(
+            "keepalive: warning: {} unavailable ({}): {}",
+            missing.hook, missing.detail, missing.without_it
+        );
     }
     for note in &observer.degraded {
         eprintln!("keepalive: warning: {note}");
     }
-    let attached: Vec<&str> = observer.status.iter().filter(|s| s.ok).map(|s| s.hook.as_str()).collect();
+    let attached: Vec<&str> = observer
+        .status
+        .iter()
+        .filter(|s| s.ok)
+        .map(|s| s.hook.as_str())
+        .collect();
     eprintln!(
         "keepalive: watching TCP keepalive below cgroup {} ({}); Ctrl-C to stop",
         observer.cgroup_path.display(),

@@ -43,7 +43,9 @@ fn size_of(btf: &Btf, ty: &Type) -> Option<u32> {
 /// Finds `name` among the members of `ty`, looking inside anonymous structs
 /// and unions as C does. Returns the bit offset and the member's type.
 fn find_member(btf: &Btf, ty: &Type, name: &str) -> Option<(u32, Type)> {
-    let (Type::Struct(s) | Type::Union(s)) = ty else { return None };
+    let (Type::Struct(s) | Type::Union(s)) = ty else {
+        return None;
+    };
     for member in &s.members {
         let member_name = btf.resolve_name(member).unwrap_or_default();
         let member_ty = strip(btf, btf.resolve_chained_type(member).ok()?)?;
@@ -61,9 +63,11 @@ fn find_member(btf: &Btf, ty: &Type, name: &str) -> Option<(u32, Type)> {
 
 /// Resolves `struct_name.a.b.c` to its offset and size.
 pub fn field(btf: &Btf, struct_name: &str, path: &[&str]) -> Option<Field> {
-    let mut ty = btf.resolve_types_by_name(struct_name).ok()?.into_iter().find(|t| {
-        matches!(t, Type::Struct(s) if !s.members.is_empty())
-    })?;
+    let mut ty = btf
+        .resolve_types_by_name(struct_name)
+        .ok()?
+        .into_iter()
+        .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))?;
     let mut bits = 0;
     for name in path {
         let (offset, member_ty) = find_member(btf, &ty, name)?;
@@ -73,25 +77,34 @@ pub fn field(btf: &Btf, struct_name: &str, path: &[&str]) -> Option<Field> {
     if bits % 8 != 0 {
         return None; // a bitfield: not readable with a plain load
     }
-    Some(Field { offset: bits / 8, size: size_of(btf, &ty)? })
+    Some(Field {
+        offset: bits / 8,
+        size: size_of(btf, &ty)?,
+    })
 }
 
 /// The value of an enumerator, e.g. SOCK_KEEPOPEN in enum sock_flags.
 pub fn enum_value(btf: &Btf, enum_name: &str, enumerator: &str) -> Option<u32> {
-    btf.resolve_types_by_name(enum_name).ok()?.into_iter().find_map(|t| match t {
-        Type::Enum(e) => e
-            .members
-            .iter()
-            .find(|m| btf.resolve_name(*m).ok().as_deref() == Some(enumerator))
-            .map(|m| m.val()),
-        _ => None,
-    })
+    btf.resolve_types_by_name(enum_name)
+        .ok()?
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Enum(e) => e
+                .members
+                .iter()
+                .find(|m| btf.resolve_name(*m).ok().as_deref() == Some(enumerator))
+                .map(|m| m.val()),
+            _ => None,
+        })
 }
 
 /// Kernel ticks per second (CONFIG_HZ): the resolution of the coarse clocks
 /// is one jiffy.
 pub fn kernel_hz() -> Option<u32> {
-    let mut res = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut res = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: res is a valid out-pointer for the duration of the call.
     if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } != 0 {
         return None;
@@ -119,7 +132,8 @@ pub fn resolve(btf: &Btf) -> Resolved {
     let mut o = SockOffsets::unknown();
     // Newer kernels keep the flags in sock_common (`#define sk_flags __sk_common.skc_flags`).
     o.sk_flags = expect(
-        field(btf, "sock", &["sk_flags"]).or_else(|| field(btf, "sock", &["__sk_common", "skc_flags"])),
+        field(btf, "sock", &["sk_flags"])
+            .or_else(|| field(btf, "sock", &["__sk_common", "skc_flags"])),
         8,
     );
     o.sock_keepopen_bit = enum_value(btf, "sock_flags", "SOCK_KEEPOPEN").unwrap_or(UNKNOWN);
@@ -129,13 +143,24 @@ pub fn resolve(btf: &Btf) -> Resolved {
     o.rcv_tstamp = expect(field(btf, "tcp_sock", &["rcv_tstamp"]), 4);
     o.write_seq = expect(field(btf, "tcp_sock", &["write_seq"]), 4);
     o.snd_nxt = expect(field(btf, "tcp_sock", &["snd_nxt"]), 4);
-    o.icsk_user_timeout = expect(field(btf, "inet_connection_sock", &["icsk_user_timeout"]), 4);
-    o.icsk_ack_lrcvtime = expect(field(btf, "inet_connection_sock", &["icsk_ack", "lrcvtime"]), 4);
+    o.icsk_user_timeout = expect(
+        field(btf, "inet_connection_sock", &["icsk_user_timeout"]),
+        4,
+    );
+    o.icsk_ack_lrcvtime = expect(
+        field(btf, "inet_connection_sock", &["icsk_ack", "lrcvtime"]),
+        4,
+    );
     o.skc_net = expect(field(btf, "sock", &["__sk_common", "skc_net"]), 8);
     o.net_keepalive_time = expect(field(btf, "net", &["ipv4", "sysctl_tcp_keepalive_time"]), 4);
-    o.net_keepalive_intvl = expect(field(btf, "net", &["ipv4", "sysctl_tcp_keepalive_intvl"]), 4);
-    o.net_keepalive_probes =
-        expect(field(btf, "net", &["ipv4", "sysctl_tcp_keepalive_probes"]), 1);
+    o.net_keepalive_intvl = expect(
+        field(btf, "net", &["ipv4", "sysctl_tcp_keepalive_intvl"]),
+        4,
+    );
+    o.net_keepalive_probes = expect(
+        field(btf, "net", &["ipv4", "sysctl_tcp_keepalive_probes"]),
+        1,
+    );
     o.hz = kernel_hz().unwrap_or(0);
 
     let mut missing = Vec::new();
@@ -158,12 +183,16 @@ pub fn resolve(btf: &Btf) -> Resolved {
     if o.icsk_user_timeout == UNKNOWN {
         missing.push("TCP_USER_TIMEOUT: user timeouts reported as keepalive timeouts");
     }
-    Resolved { offsets: o, missing }
+    Resolved {
+        offsets: o,
+        missing,
+    }
 }
 
 pub fn load_vmlinux() -> anyhow::Result<Btf> {
     use anyhow::Context as _;
-    Btf::from_file("/sys/kernel/btf/vmlinux").context("reading kernel BTF at /sys/kernel/btf/vmlinux")
+    Btf::from_file("/sys/kernel/btf/vmlinux")
+        .context("reading kernel BTF at /sys/kernel/btf/vmlinux")
 }
 
 #[cfg(test)]

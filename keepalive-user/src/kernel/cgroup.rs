@@ -25,7 +25,9 @@ fn unescape_mount_path(raw: &str) -> String {
     let mut rest = raw;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
                 out.push(char::from(c));
@@ -52,7 +54,10 @@ pub struct Cgroup2Root {
 impl Cgroup2Root {
     pub fn find_or_mount() -> anyhow::Result<Self> {
         if let Some(path) = find_cgroup2_mount() {
-            return Ok(Self { path, private_mount: None });
+            return Ok(Self {
+                path,
+                private_mount: None,
+            });
         }
         let dir = std::env::temp_dir().join(format!("keepalive-cgroup2-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -63,15 +68,24 @@ impl Cgroup2Root {
             .context("running mount -t cgroup2")?;
         if !status.success() {
             let _ = std::fs::remove_dir(&dir);
-            bail!("no cgroup v2 hierarchy is mounted and mounting one at {} failed", dir.display());
+            bail!(
+                "no cgroup v2 hierarchy is mounted and mounting one at {} failed",
+                dir.display()
+            );
         }
-        Ok(Self { path: dir.clone(), private_mount: Some(dir) })
+        Ok(Self {
+            path: dir.clone(),
+            private_mount: Some(dir),
+        })
     }
 
     /// A cgroup the user named: a directory inside the cgroup v2 hierarchy.
     pub fn resolve(&self, user_path: &Path) -> anyhow::Result<PathBuf> {
-        let candidate =
-            if user_path.is_absolute() { user_path.to_path_buf() } else { self.path.join(user_path) };
+        let candidate = if user_path.is_absolute() {
+            user_path.to_path_buf()
+        } else {
+            self.path.join(user_path)
+        };
         if !candidate.join("cgroup.procs").exists() {
             return Err(crate::cli::usage(format!(
                 "--cgroup {}: not a cgroup v2 directory (the hierarchy is at {})",
@@ -86,7 +100,10 @@ impl Cgroup2Root {
 impl Drop for Cgroup2Root {
     fn drop(&mut self) {
         if let Some(dir) = &self.private_mount {
-            let _ = std::process::Command::new("umount").arg("-l").arg(dir).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(dir)
+                .status();
             let _ = std::fs::remove_dir(dir);
         }
     }
@@ -101,9 +118,15 @@ mod tests {
         let hybrid = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\n\
                       cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n\
                       cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
-        assert_eq!(cgroup2_mount_in(hybrid), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(
+            cgroup2_mount_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
         let unified = "cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n";
-        assert_eq!(cgroup2_mount_in(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            cgroup2_mount_in(unified),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
         assert_eq!(cgroup2_mount_in("proc /proc proc rw 0 0\n"), None);
     }
 

@@ -104,7 +104,11 @@ pub struct HookSet {
 }
 
 impl HookSet {
-    pub const ALL: Self = Self { packets: true, tracepoints: true, sockops: true };
+    pub const ALL: Self = Self {
+        packets: true,
+        tracepoints: true,
+        sockops: true,
+    };
 
     fn includes(&self, group: Group) -> bool {
         match group {
@@ -127,7 +131,12 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { cgroup: None, ring_bytes: None, policy: Policy::disabled(), hooks: HookSet::ALL }
+        Self {
+            cgroup: None,
+            ring_bytes: None,
+            policy: Policy::disabled(),
+            hooks: HookSet::ALL,
+        }
     }
 }
 
@@ -202,7 +211,9 @@ impl Observer {
         if let Some(bytes) = options.ring_bytes {
             loader.map_max_entries("EVENTS", bytes);
         }
-        let mut ebpf = loader.load(EBPF_OBJECT).context("loading the eBPF object")?;
+        let mut ebpf = loader
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object")?;
         let logger = aya_log::EbpfLogger::init(&mut ebpf)
             .inspect_err(|err| log::debug!("kernel-side logging unavailable: {err}"))
             .ok();
@@ -225,21 +236,41 @@ impl Observer {
             });
         }
         if let Some(failed) = status.iter().find(|s| s.required && !s.ok) {
-            return Err(anyhow!("cannot attach {}: {} ({})", failed.hook, failed.detail, failed.without_it));
+            return Err(anyhow!(
+                "cannot attach {}: {} ({})",
+                failed.hook,
+                failed.detail,
+                failed.without_it
+            ));
         }
-        Ok(Self { ebpf, logger, status, degraded, cgroup_path, _cgroup_root: cgroup_root })
+        Ok(Self {
+            ebpf,
+            logger,
+            status,
+            degraded,
+            cgroup_path,
+            _cgroup_root: cgroup_root,
+        })
     }
 
     /// The event ring buffer; callable once.
     pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map("EVENTS").ok_or_else(|| anyhow!("no EVENTS map"))?;
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or_else(|| anyhow!("no EVENTS map"))?;
         Ok(RingBuf::try_from(map)?)
     }
 
     /// The per-CPU count of events the ring buffer could not take.
     pub fn take_lost_counter(&mut self) -> anyhow::Result<LostCounter> {
-        let map = self.ebpf.take_map("LOST").ok_or_else(|| anyhow!("no LOST map"))?;
-        Ok(LostCounter { map: PerCpuArray::try_from(map)? })
+        let map = self
+            .ebpf
+            .take_map("LOST")
+            .ok_or_else(|| anyhow!("no LOST map"))?;
+        Ok(LostCounter {
+            map: PerCpuArray::try_from(map)?,
+        })
     }
 
     /// Forwards the kernel programs' aya-log messages to the log crate.
@@ -322,8 +353,10 @@ pub fn probe_optional_hooks() -> Vec<HookStatus> {
         }
     };
     let kprobe = (|| -> anyhow::Result<()> {
-        let p: &mut aya::programs::KProbe =
-            ebpf.program_mut("keepalive_timer_kprobe").ok_or_else(|| anyhow!("missing"))?.try_into()?;
+        let p: &mut aya::programs::KProbe = ebpf
+            .program_mut("keepalive_timer_kprobe")
+            .ok_or_else(|| anyhow!("missing"))?
+            .try_into()?;
         p.load()?;
         p.attach("tcp_keepalive_timer", 0)?;
         Ok(())
@@ -337,8 +370,10 @@ pub fn probe_optional_hooks() -> Vec<HookStatus> {
     });
     let fentry = (|| -> anyhow::Result<()> {
         let btf = aya::Btf::from_sys_fs()?;
-        let p: &mut aya::programs::FEntry =
-            ebpf.program_mut("keepalive_timer_fentry").ok_or_else(|| anyhow!("missing"))?.try_into()?;
+        let p: &mut aya::programs::FEntry = ebpf
+            .program_mut("keepalive_timer_fentry")
+            .ok_or_else(|| anyhow!("missing"))?
+            .try_into()?;
         p.load("tcp_keepalive_timer", &btf)?;
         p.attach()?;
         Ok(())
@@ -348,7 +383,8 @@ pub fn probe_optional_hooks() -> Vec<HookStatus> {
         ok: fentry.is_ok(),
         required: false,
         detail: fentry.err().map_or("attached".into(), |e| format!("{e:#}")),
-        without_it: "not used: timer firings without a probe (e.g. data in flight) are not seen".into(),
+        without_it: "not used: timer firings without a probe (e.g. data in flight) are not seen"
+            .into(),
     });
     out
 }

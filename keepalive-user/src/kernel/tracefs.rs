@@ -11,7 +11,11 @@ const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/traci
 /// The tracefs directory, mounting tracefs at /sys/kernel/tracing when no
 /// instance is visible (fresh hosts, and `ip netns exec`, which remounts /sys).
 pub fn ensure_mounted() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = TRACEFS_DIRS.iter().map(PathBuf::from).find(|d| d.join("events").is_dir()) {
+    if let Some(dir) = TRACEFS_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| d.join("events").is_dir())
+    {
         return Ok(dir);
     }
     let dir = PathBuf::from(TRACEFS_DIRS[0]);
@@ -21,7 +25,10 @@ pub fn ensure_mounted() -> anyhow::Result<PathBuf> {
         .status()
         .context("running mount -t tracefs")?;
     if !status.success() || !dir.join("events").is_dir() {
-        bail!("tracefs is not mounted and `mount -t tracefs tracefs {}` failed", dir.display());
+        bail!(
+            "tracefs is not mounted and `mount -t tracefs tracefs {}` failed",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -42,9 +49,13 @@ impl EventFormat {
                 format.print_fmt = rest.trim().to_string();
                 continue;
             }
-            let Some(rest) = line.strip_prefix("field:") else { continue };
+            let Some(rest) = line.strip_prefix("field:") else {
+                continue;
+            };
             let mut parts = rest.split(';').map(str::trim);
-            let (Some(decl), Some(offset)) = (parts.next(), parts.next()) else { continue };
+            let (Some(decl), Some(offset)) = (parts.next(), parts.next()) else {
+                continue;
+            };
             // "const void * skaddr", "__u8 saddr[28]" → skaddr, saddr
             let name = decl.rsplit([' ', '*']).next().unwrap_or(decl);
             let name = name.split('[').next().unwrap_or(name);
@@ -66,13 +77,24 @@ impl EventFormat {
         let at = self.print_fmt.find(&quoted)?;
         let before = &self.print_fmt[..at];
         let open = before.rfind('{')?;
-        before[open + 1..].trim().trim_end_matches(',').trim().parse().ok()
+        before[open + 1..]
+            .trim()
+            .trim_end_matches(',')
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
 pub fn read_format(tracefs: &std::path::Path, category: &str, name: &str) -> Option<EventFormat> {
-    let path = tracefs.join("events").join(category).join(name).join("format");
-    std::fs::read_to_string(path).ok().map(|text| EventFormat::parse(&text))
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| EventFormat::parse(&text))
 }
 
 /// The layout of our four tracepoints on this kernel; fields it lacks stay
