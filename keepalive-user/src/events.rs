@@ -294,7 +294,7 @@ mod tests {
         let mut ev = raw_event(kind::ACK);
         ev.config.flags = 0;
         ev.tuple.family = AF_INET6;
-        ev.tuple.local_addr = Ipv6Addr::from(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()).octets();
+        ev.tuple.local_addr = Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets();
         ev.tuple.remote_addr = Ipv6Addr::LOCALHOST.octets();
         let decoded = KernelEvent::try_from(&ev).unwrap();
         assert_eq!(decoded.config, None);
