@@ -131,6 +131,10 @@ pub fn percentile(samples: &[u64], p: f64) -> Option<u64> {
 pub struct Timelines {
     conns: HashMap<Conn, ConnState>,
     defaults: Option<Config>,
+    /// Report only connections first seen by the cgroup-scoped hooks
+    /// (packets, sock_ops): tracepoints see the whole host, so under
+    /// `--cgroup` their events about other connections are ignored.
+    only_seen_by_cgroup_hooks: bool,
     pub summary: Summary,
 }
 
@@ -143,6 +147,11 @@ impl Timelines {
         }
     }
 
+    pub fn only_seen_by_cgroup_hooks(mut self) -> Self {
+        self.only_seen_by_cgroup_hooks = true;
+        self
+    }
+
     pub fn tracked(&self) -> usize {
         self.conns.len()
     }
@@ -152,8 +161,13 @@ impl Timelines {
         let mut out = Vec::new();
         let defaults = self.defaults;
         let summary = &mut self.summary;
+        let from_cgroup_hook = matches!(
+            event.what,
+            What::Probe { .. } | What::Ack { .. } | What::Established | What::OptionsSet { .. }
+        );
         if !self.conns.contains_key(&event.conn)
-            && matches!(event.what, What::SocketError { errno } if errno != ETIMEDOUT)
+            && ((self.only_seen_by_cgroup_hooks && !from_cgroup_hook)
+                || matches!(event.what, What::SocketError { errno } if errno != ETIMEDOUT))
         {
             // An error on a connection we never saw alive, not a timeout:
             // refused connects and the like are not this tool's business.
@@ -707,6 +721,26 @@ mod tests {
             (c.keepalive, c.idle_s, c.intvl_s, c.cnt),
             (true, 7200, 75, 9)
         );
+    }
+
+    #[test]
+    fn cgroup_scope_ignores_tracepoint_only_connections() {
+        let mut t = Timelines::new(None).only_seen_by_cgroup_hooks();
+        assert!(
+            t.on_event(&ev(S, What::SocketError { errno: 110 }, 0))
+                .is_empty()
+        );
+        assert!(t.on_event(&ev(S, What::ResetReceived, 0)).is_empty());
+        assert_eq!(t.tracked(), 0);
+        t.on_event(&ev(
+            S,
+            What::Probe {
+                n: 1,
+                idle_ns: None,
+            },
+            0,
+        ));
+        assert_eq!(t.on_event(&ev(2 * S, What::ResetReceived, 0)).len(), 1);
     }
 
     #[test]

@@ -79,12 +79,16 @@ impl Watcher {
         let ring = unsafe { AsyncFd::register(observer.take_events()?) }
             .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
         let lost = observer.take_lost_counter()?;
+        let mut timelines = Timelines::new(Some(Config::sysctl_defaults()));
+        if load.cgroup.is_some() {
+            timelines = timelines.only_seen_by_cgroup_hooks();
+        }
         Ok(Self {
             observer,
             ring,
             lost,
             lost_reported: 0,
-            timelines: Timelines::new(Some(Config::sysctl_defaults())),
+            timelines,
             filter,
             pid,
             owners: crate::owner_cache::OwnerCache::default(),
