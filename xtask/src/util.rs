@@ -115,14 +115,14 @@ pub fn is_root() -> bool {
 
 /// `cmd` as root: itself when we are root, else through `sudo`, carrying the
 /// environment variables set on it (sudo may not pass them on otherwise).
-pub fn as_root(cmd: Command, why: &str) -> anyhow::Result<Command> {
+pub fn as_root(cmd: Command, what: &str) -> anyhow::Result<Command> {
     if is_root() {
         return Ok(cmd);
     }
     if !on_path("sudo") {
-        bail!("{why} needs root: run as root (sudo is not installed)");
+        bail!("root is needed to run {what}: run this as root (sudo is not installed)");
     }
-    step(format!("{why} needs root: using sudo"));
+    step(format!("root is needed to run {what}: using sudo"));
     let mut sudo = Command::new("sudo");
     sudo.arg("-E").arg("env");
     for (key, value) in cmd.get_envs() {
