@@ -27,7 +27,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Set up, build, then run keepalive as root with the given arguments.
     Run(run::RunArgs),
-    /// Set up, run the unit tests, then the integration tests as root.
+    /// Set up, run the unit tests, then the integration tests as root, one
+    /// test thread per binary (XTASK_TEST_THREADS=N to change).
     Test(test::TestArgs),
 }
 

@@ -83,24 +83,17 @@ fn parse(args: &[String]) -> Result<(String, SocketAddr, Options), String> {
             continue;
         }
         let value = rest.next().ok_or(format!("{flag} needs a value"))?;
-        let number = |v: &str| {
-            v.parse::<i32>()
-                .map_err(|e| format!("{flag} {value:?}: {e}"))
-        };
+        let bad = |e: std::num::ParseIntError| format!("{flag} {value:?}: {e}");
         match flag.as_str() {
             "--keepalive" => {
-                let parts = value
-                    .split(',')
-                    .map(number)
-                    .collect::<Result<Vec<_>, _>>()?;
+                let parts = value.split(',').map(|v| v.parse().map_err(bad));
+                let parts = parts.collect::<Result<Vec<i32>, _>>()?;
                 opts.keepalive = Some(parts.try_into().map_err(|_| "--keepalive IDLE,INTVL,CNT")?);
             }
-            "--user-timeout" => opts.user_timeout_ms = Some(number(value)?),
-            "--accept" => opts.accept = Some(number(value)? as usize),
-            "--count" => opts.count = number(value)? as usize,
-            "--local-port" => {
-                opts.local_port = Some(value.parse().map_err(|e| format!("{value}: {e}"))?)
-            }
+            "--user-timeout" => opts.user_timeout_ms = Some(value.parse().map_err(bad)?),
+            "--accept" => opts.accept = Some(value.parse().map_err(bad)?),
+            "--count" => opts.count = value.parse().map_err(bad)?,
+            "--local-port" => opts.local_port = Some(value.parse().map_err(bad)?),
             _ => return Err(format!("unknown option {flag}")),
         }
     }
