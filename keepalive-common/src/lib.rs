@@ -90,6 +90,9 @@ pub struct Event {
     pub value: u32,
     pub tuple: Tuple,
     pub config: KeepaliveConfig,
+    /// The socket's inode number (as in /proc/PID/fd/N -> socket:[INODE]),
+    /// 0 when unknown or the socket has no file (kernel-owned, orphaned).
+    pub socket_ino: u64,
 }
 
 /// Per-socket state kept in socket-local storage by the cgroup_skb programs.
@@ -130,6 +133,10 @@ pub struct SockOffsets {
     pub net_keepalive_time: u32,
     pub net_keepalive_intvl: u32,
     pub net_keepalive_probes: u32,
+    /// sock::sk_socket, and the inode number of a `struct socket`
+    /// (socket_alloc.vfs_inode.i_ino, relative to the struct socket).
+    pub sk_socket: u32,
+    pub socket_ino: u32,
     /// Kernel jiffies per second (CONFIG_HZ), to turn jiffies into time.
     pub hz: u32,
     pub _pad: u32,
@@ -152,6 +159,8 @@ impl SockOffsets {
             net_keepalive_time: UNKNOWN,
             net_keepalive_intvl: UNKNOWN,
             net_keepalive_probes: UNKNOWN,
+            sk_socket: UNKNOWN,
+            socket_ino: UNKNOWN,
             hz: 0,
             _pad: 0,
         }
@@ -303,6 +312,6 @@ mod pod {
 
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 const _: () = assert!(core::mem::size_of::<KeepaliveConfig>() == 24);
-const _: () = assert!(core::mem::size_of::<Event>() == 88);
+const _: () = assert!(core::mem::size_of::<Event>() == 96);
 const _: () = assert!(core::mem::size_of::<ProbeState>() == 16);
 const _: () = assert!(core::mem::size_of::<Policy>() == 56);

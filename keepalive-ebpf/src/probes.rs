@@ -94,6 +94,7 @@ fn try_probe_egress(ctx: &SkBuffContext) -> Option<()> {
         value: state.unanswered,
         tuple: packet::tuple(ctx, &segment, true),
         config: sock::keepalive_config(kernel_sk),
+        socket_ino: sock::socket_inode(kernel_sk),
     });
     Some(())
 }
@@ -136,6 +137,7 @@ fn try_answer_ingress(ctx: &SkBuffContext) -> Option<()> {
         value: answered,
         tuple: packet::tuple(ctx, &segment, false),
         config: KeepaliveConfig::default(),
+        socket_ino: 0,
     });
     Some(())
 }

@@ -37,6 +37,16 @@ pub fn has_unsent_data(sk: u64) -> Option<bool> {
     Some(write_seq != snd_nxt)
 }
 
+/// The socket's inode number, which userspace maps to the process holding
+/// it (probes leave from timer context, where the current task is unrelated).
+#[inline(always)]
+pub fn socket_inode(sk: u64) -> u64 {
+    let Some(socket) = read::<u64>(sk, global!(SOCK_OFFSETS.sk_socket)) else {
+        return 0;
+    };
+    read::<u64>(socket, global!(SOCK_OFFSETS.socket_ino)).unwrap_or(0)
+}
+
 /// Nanoseconds since the last segment from the peer, as the keepalive timer
 /// measures it: max(rcv_tstamp, icsk_ack.lrcvtime), in jiffies.
 #[inline(always)]

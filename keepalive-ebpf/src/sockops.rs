@@ -48,18 +48,20 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
         value: 0,
         tuple,
         config: KeepaliveConfig::default(),
+        socket_ino: 0,
     };
     if global!(POLICY.enabled) != 0 && policy_matches(&tuple) {
         event.kind = kind::OPTIONS_SET;
         event.value = apply_policy(ctx) as u32;
     }
-    event.config = read_config(ctx.ops).unwrap_or_else(|| {
-        let sk = unsafe { core::ptr::read_volatile(&raw const (*ctx.ops).__bindgen_anon_2.sk) };
-        if sk.is_null() {
-            return KeepaliveConfig::default();
-        }
-        sock::keepalive_config(unsafe { bpf_skc_to_tcp_sock(sk.cast()) } as u64)
-    });
+    let sk = unsafe { core::ptr::read_volatile(&raw const (*ctx.ops).__bindgen_anon_2.sk) };
+    let kernel_sk = if sk.is_null() {
+        0
+    } else {
+        (unsafe { bpf_skc_to_tcp_sock(sk.cast()) }) as u64
+    };
+    event.config = read_config(ctx.ops).unwrap_or_else(|| sock::keepalive_config(kernel_sk));
+    event.socket_ino = sock::socket_inode(kernel_sk);
     emit(&event);
     Some(())
 }

@@ -62,15 +62,21 @@ fn endpoint(raw: &[u8; 28], addr: &mut [u8; 16]) -> (u16, u16) {
     (family, port)
 }
 
+/// An event about `sk` (0 where the tracepoint has no socket pointer).
 #[inline(always)]
-fn event(kind: u32, value: u32, tuple: Tuple, config: KeepaliveConfig) -> Event {
+fn event(kind: u32, value: u32, tuple: Tuple, sk: u64) -> Event {
     Event {
         ts_ns: unsafe { bpf_ktime_get_ns() },
         span_ns: 0,
         kind,
         value,
         tuple,
-        config,
+        config: if sk == 0 {
+            KeepaliveConfig::default()
+        } else {
+            sock::keepalive_config(sk)
+        },
+        socket_ino: sock::socket_inode(sk),
     }
 }
 
@@ -98,12 +104,7 @@ fn try_send_reset(ctx: &TracePointContext) -> Option<()> {
     let mut tuple = Tuple::default();
     (tuple.family, tuple.local_port) = endpoint(&saddr, &mut tuple.local_addr);
     (_, tuple.remote_port) = endpoint(&daddr, &mut tuple.remote_addr);
-    emit(&event(
-        kind::KEEPALIVE_RESET,
-        reason,
-        tuple,
-        sock::keepalive_config(sk),
-    ));
+    emit(&event(kind::KEEPALIVE_RESET, reason, tuple, sk));
     Some(())
 }
 
@@ -133,12 +134,7 @@ fn try_error_report(ctx: &TracePointContext) -> Option<()> {
             global!(TP_LAYOUT.error_daddr_v6),
         ],
     )?;
-    emit(&event(
-        kind::SOCKET_ERROR,
-        error.unsigned_abs(),
-        tuple,
-        KeepaliveConfig::default(),
-    ));
+    emit(&event(kind::SOCKET_ERROR, error.unsigned_abs(), tuple, 0));
     Some(())
 }
 
@@ -164,12 +160,7 @@ fn try_receive_reset(ctx: &TracePointContext) -> Option<()> {
             global!(TP_LAYOUT.receive_reset_daddr_v6),
         ],
     )?;
-    emit(&event(
-        kind::RESET_RECEIVED,
-        0,
-        tuple,
-        sock::keepalive_config(sk),
-    ));
+    emit(&event(kind::RESET_RECEIVED, 0, tuple, sk));
     Some(())
 }
 
@@ -208,11 +199,6 @@ fn try_set_state(ctx: &TracePointContext) -> Option<()> {
             global!(TP_LAYOUT.state_daddr_v6),
         ],
     )?;
-    emit(&event(
-        kind::CLOSED,
-        old_state,
-        tuple,
-        sock::keepalive_config(sk),
-    ));
+    emit(&event(kind::CLOSED, old_state, tuple, sk));
     Some(())
 }

@@ -145,6 +145,8 @@ pub struct KernelEvent {
     pub ts_ns: u64,
     pub conn: Conn,
     pub config: Option<Config>,
+    /// Inode of the socket, which tells which process holds it.
+    pub socket_ino: Option<u64>,
     pub what: What,
 }
 
@@ -196,6 +198,7 @@ impl TryFrom<&Event> for KernelEvent {
             ts_ns: raw.ts_ns,
             conn: Conn::try_from(&raw.tuple)?,
             config: config_of(&raw.config),
+            socket_ino: (raw.socket_ino != 0).then_some(raw.socket_ino),
             what,
         })
     }
@@ -247,6 +250,7 @@ mod tests {
                 user_timeout_ms: 0,
                 _pad: 0,
             },
+            socket_ino: 4242,
         }
     }
 

@@ -367,6 +367,7 @@ mod tests {
             ts_ns,
             conn: conn(),
             config: Some(config(ut)),
+            socket_ino: None,
             what,
         }
     }

@@ -144,7 +144,6 @@ impl Watcher {
             .into_iter()
             .filter_map(|r| {
                 let owner = self.owners.owner_of(&r.conn);
-                self.owners.forget(&r.conn);
                 (self.pid.is_none() || owner.as_ref().map(|o| o.pid) == self.pid)
                     .then_some(Item::Record(r, owner))
             })
@@ -198,6 +197,7 @@ fn handle(
     if !filter.matches(&event.conn) {
         return Vec::new();
     }
+    owners.observe(&event.conn, event.socket_ino);
     let records = timelines.on_event(event);
     if records.is_empty() {
         return Vec::new();

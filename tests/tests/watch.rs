@@ -451,3 +451,30 @@ fn bad_input_is_refused_before_anything_is_attached() {
         "nothing was attached"
     );
 }
+
+#[test]
+fn pid_filter_keeps_only_that_process_connections() {
+    require_root();
+    let ns = NetNs::new();
+    let p = port();
+    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
+    let target = Peer::spawn_in(
+        &ns,
+        &["connect", &format!("127.0.0.1:{p}"), "--keepalive", "1,1,3"],
+    );
+    let _other = Peer::spawn_in(
+        &ns,
+        &["connect", &format!("127.0.0.1:{p}"), "--keepalive", "1,1,3"],
+    );
+    let watch = Watch::spawn(&["--port", &p.to_string(), "--pid", &target.pid().to_string()]);
+    let events = watch.collect_until(Duration::from_secs(4), |_| false);
+    let probes: Vec<&Value> = events.iter().filter(|v| event(v) == "probe").collect();
+    assert!(
+        !probes.is_empty(),
+        "the target's probes are shown: {events:#?}"
+    );
+    for v in &events {
+        assert_eq!(v["pid"], target.pid(), "only the target process: {v}");
+        assert_eq!(v["src"], target.connections()[0]["local"]);
+    }
+}

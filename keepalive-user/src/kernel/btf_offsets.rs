@@ -161,6 +161,14 @@ pub fn resolve(btf: &Btf) -> Resolved {
         field(btf, "net", &["ipv4", "sysctl_tcp_keepalive_probes"]),
         1,
     );
+    o.sk_socket = expect(field(btf, "sock", &["sk_socket"]), 8);
+    o.socket_ino = match (
+        field(btf, "socket_alloc", &["socket"]),
+        field(btf, "socket_alloc", &["vfs_inode", "i_ino"]),
+    ) {
+        (Some(socket), Some(ino)) if ino.size == 8 => ino.offset - socket.offset,
+        _ => UNKNOWN,
+    };
     o.hz = kernel_hz().unwrap_or(0);
 
     let mut missing = Vec::new();
@@ -179,6 +187,9 @@ pub fn resolve(btf: &Btf) -> Resolved {
     }
     if o.skc_net == UNKNOWN || o.net_keepalive_time == UNKNOWN {
         missing.push("per-namespace defaults: this namespace's sysctls used instead");
+    }
+    if o.sk_socket == UNKNOWN || o.socket_ino == UNKNOWN {
+        missing.push("socket inode: pid and comm of connections unknown");
     }
     if o.icsk_user_timeout == UNKNOWN {
         missing.push("TCP_USER_TIMEOUT: user timeouts reported as keepalive timeouts");
