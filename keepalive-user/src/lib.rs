@@ -3,7 +3,8 @@
 //! One module per concern:
 //! - `kernel`: finding kernel features, loading and attaching the programs;
 //! - `events`: decoding what the kernel programs send;
-//! - `timeline`: per-connection probe/answer/timeout bookkeeping;
+//! - `timeline`: per-connection probe/answer/timeout bookkeeping, and
+//!   `summary`, the session's counts and percentiles;
 //! - `output`: human and JSON rendering;
 //! - `filter`: which connections the user asked about;
 //! - `sockdiag`, `owners`: the socket table and which process holds what;
@@ -23,5 +24,6 @@ pub mod owner_cache;
 pub mod owners;
 pub mod set;
 pub mod sockdiag;
+pub mod summary;
 pub mod timeline;
 pub mod watch;

@@ -6,7 +6,8 @@ use time::{OffsetDateTime, format_description::FormatItem, macros::format_descri
 
 use crate::{
     events::Config,
-    timeline::{Record, Report, Summary, percentile},
+    summary::{Summary, percentile},
+    timeline::{Record, Report},
 };
 
 /// Turns the kernel's CLOCK_MONOTONIC timestamps into wall-clock time.

@@ -2,9 +2,10 @@
 //! about — which probe was answered and how fast, which went unanswered, and
 //! when and why the kernel gave up — and keeps the session's summary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::events::{Config, Conn, KernelEvent, What, errno_name};
+pub use crate::summary::Summary;
 
 /// Why the kernel gave up on a connection.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,31 +102,6 @@ const ECONNRESET: u32 = libc::ECONNRESET as u32;
 const ECONNREFUSED: u32 = libc::ECONNREFUSED as u32;
 const EPIPE: u32 = libc::EPIPE as u32;
 const ETIMEDOUT: u32 = libc::ETIMEDOUT as u32;
-
-/// Counts for the end-of-session summary.
-#[derive(Debug, Default, Clone)]
-pub struct Summary {
-    pub connections: u64,
-    pub probes: u64,
-    pub answered: u64,
-    pub unanswered: u64,
-    pub resets: u64,
-    pub timeouts: BTreeMap<String, u64>,
-    pub rtt_us: Vec<u64>,
-    pub detect_ms: Vec<u64>,
-    pub lost: u64,
-}
-
-/// Nearest-rank percentile of unsorted samples.
-pub fn percentile(samples: &[u64], p: f64) -> Option<u64> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
-}
 
 #[derive(Debug, Default)]
 pub struct Timelines {
@@ -263,8 +239,10 @@ impl Timelines {
 
     /// Forgets connections closed more than a moment before `now_ns`; a
     /// probe still out when one closed without a timeout went unanswered.
-    pub fn expire_closed(&mut self, now_ns: u64) -> Vec<Record> {
+    /// Returns those records and the connections forgotten.
+    pub fn expire_closed(&mut self, now_ns: u64) -> (Vec<Record>, Vec<Conn>) {
         let mut out = Vec::new();
+        let mut forgotten = Vec::new();
         let summary = &mut self.summary;
         self.conns.retain(|conn, state| {
             let Some(closed) = state.closed_at_ns else {
@@ -284,9 +262,10 @@ impl Timelines {
                     },
                 });
             }
+            forgotten.push(*conn);
             false
         });
-        out
+        (out, forgotten)
     }
 }
 
@@ -502,12 +481,11 @@ mod tests {
         assert_eq!(t.summary.timeouts.get("keepalive"), Some(&1));
         assert_eq!(t.summary.detect_ms, vec![4000]);
         assert_eq!(t.tracked(), 1, "kept for its late error report");
-        assert!(t.expire_closed(4 * S + 2 * MS).is_empty());
+        assert!(t.expire_closed(4 * S + 2 * MS).0.is_empty());
         assert_eq!(t.tracked(), 1);
-        assert!(
-            t.expire_closed(6 * S).is_empty(),
-            "timed out: nothing more to say"
-        );
+        let (records, forgotten) = t.expire_closed(6 * S);
+        assert!(records.is_empty(), "timed out: nothing more to say");
+        assert_eq!(forgotten, vec![conn()]);
         assert_eq!(t.tracked(), 0, "closed connections are forgotten");
     }
 
@@ -634,7 +612,7 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(t.summary.connections, 0);
-        assert!(t.expire_closed(10 * S).is_empty());
+        assert!(t.expire_closed(10 * S).0.is_empty());
         let got = reports(
             &mut t,
             &[
@@ -685,7 +663,7 @@ mod tests {
                 idle_ms: Some(1000)
             })
         );
-        let expired = t.expire_closed(3 * S);
+        let (expired, _) = t.expire_closed(3 * S);
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].report, Report::Unanswered { n: 1 });
         assert_eq!(expired[0].ts_ns, S + MS);
@@ -742,14 +720,5 @@ mod tests {
             0,
         ));
         assert_eq!(t.on_event(&ev(2 * S, What::ResetReceived, 0)).len(), 1);
-    }
-
-    #[test]
-    fn percentiles_nearest_rank() {
-        let samples = [5, 1, 4, 2, 3];
-        assert_eq!(percentile(&samples, 50.0), Some(3));
-        assert_eq!(percentile(&samples, 99.0), Some(5));
-        assert_eq!(percentile(&samples, 0.0), Some(1));
-        assert_eq!(percentile(&[], 50.0), None);
     }
 }

@@ -63,11 +63,54 @@ pub struct Watcher {
     ring: AsyncFd<RingBuf<MapData>>,
     lost: LostCounter,
     lost_reported: u64,
+    pipeline: Pipeline,
+}
+
+/// Decoding, filtering, timelines and owners: what happens to each record
+/// taken off the ring.
+struct Pipeline {
     timelines: Timelines,
     filter: ConnFilter,
     pid: Option<u32>,
     owners: crate::owner_cache::OwnerCache,
     decode_errors: u64,
+}
+
+impl Pipeline {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Vec<Item> {
+        let mut items = Vec::new();
+        while let Some(record) = ring.next() {
+            match events::decode(&record) {
+                Ok(event) => items.extend(self.handle(&event)),
+                Err(err) => {
+                    self.decode_errors += 1;
+                    log::warn!("undecodable kernel event: {err}");
+                }
+            }
+        }
+        items
+    }
+
+    fn handle(&mut self, event: &KernelEvent) -> Vec<Item> {
+        if !self.filter.matches(&event.conn) {
+            return Vec::new();
+        }
+        self.owners.observe(&event.conn, event.socket_ino);
+        let records = self.timelines.on_event(event);
+        self.with_owners(records)
+    }
+
+    /// Attaches each record's owner and applies `--pid`.
+    fn with_owners(&self, records: Vec<Record>) -> Vec<Item> {
+        records
+            .into_iter()
+            .filter_map(|record| {
+                let owner = self.owners.owner_of(&record.conn);
+                let wanted = self.pid.is_none() || owner.as_ref().map(|o| o.pid) == self.pid;
+                wanted.then_some(Item::Record(record, owner))
+            })
+            .collect()
+    }
 }
 
 impl Watcher {
@@ -83,16 +126,19 @@ impl Watcher {
         if load.cgroup.is_some() {
             timelines = timelines.only_seen_by_cgroup_hooks();
         }
-        Ok(Self {
-            observer,
-            ring,
-            lost,
-            lost_reported: 0,
+        let pipeline = Pipeline {
             timelines,
             filter,
             pid,
             owners: crate::owner_cache::OwnerCache::default(),
             decode_errors: 0,
+        };
+        Ok(Self {
+            observer,
+            ring,
+            lost,
+            lost_reported: 0,
+            pipeline,
         })
     }
 
@@ -101,53 +147,34 @@ impl Watcher {
     }
 
     pub fn summary(&self) -> &Summary {
-        &self.timelines.summary
+        &self.pipeline.timelines.summary
     }
 
     /// Waits until the kernel has something, then returns all of it.
     pub async fn next_items(&mut self) -> anyhow::Result<Vec<Item>> {
         let mut guard = self.ring.readable_mut().await?;
-        let mut items = Vec::new();
-        drain_ring(guard.get_inner_mut(), &mut self.decode_errors, |event| {
-            items.extend(handle(
-                &mut self.timelines,
-                &self.filter,
-                self.pid,
-                &mut self.owners,
-                event,
-            ));
-        });
+        let items = self.pipeline.drain(guard.get_inner_mut());
         guard.clear_ready();
         Ok(items)
     }
 
     /// Whatever is left in the ring, without waiting (used at exit).
     pub fn drain_now(&mut self) -> Vec<Item> {
-        let mut items = Vec::new();
-        drain_ring(self.ring.get_mut(), &mut self.decode_errors, |event| {
-            items.extend(handle(
-                &mut self.timelines,
-                &self.filter,
-                self.pid,
-                &mut self.owners,
-                event,
-            ));
-        });
-        items
+        self.pipeline.drain(self.ring.get_mut())
     }
 
     /// Housekeeping for a periodic tick: connections closed a moment ago
     /// are forgotten, and any probe they left unanswered is reported.
     pub fn expire(&mut self) -> Vec<Item> {
-        let records = self.timelines.expire_closed(Clock::monotonic_now_ns());
-        records
-            .into_iter()
-            .filter_map(|r| {
-                let owner = self.owners.owner_of(&r.conn);
-                (self.pid.is_none() || owner.as_ref().map(|o| o.pid) == self.pid)
-                    .then_some(Item::Record(r, owner))
-            })
-            .collect()
+        let (records, forgotten) = self
+            .pipeline
+            .timelines
+            .expire_closed(Clock::monotonic_now_ns());
+        let items = self.pipeline.with_owners(records);
+        for conn in &forgotten {
+            self.pipeline.owners.forget(conn);
+        }
+        items
     }
 
     /// Events the ring could not take since the last call, if any.
@@ -159,7 +186,7 @@ impl Watcher {
         }
         let count = total - self.lost_reported;
         self.lost_reported = total;
-        self.timelines.summary.lost += count;
+        self.pipeline.timelines.summary.lost += count;
         Ok(Some(Item::Lost {
             ts_ns: Clock::monotonic_now_ns(),
             count,
@@ -167,49 +194,8 @@ impl Watcher {
     }
 
     pub fn decode_errors(&self) -> u64 {
-        self.decode_errors
+        self.pipeline.decode_errors
     }
-}
-
-fn drain_ring(
-    ring: &mut RingBuf<MapData>,
-    errors: &mut u64,
-    mut on_event: impl FnMut(&KernelEvent),
-) {
-    while let Some(item) = ring.next() {
-        match events::decode(&item) {
-            Ok(event) => on_event(&event),
-            Err(err) => {
-                *errors += 1;
-                log::warn!("undecodable kernel event: {err}");
-            }
-        }
-    }
-}
-
-fn handle(
-    timelines: &mut Timelines,
-    filter: &ConnFilter,
-    pid: Option<u32>,
-    owners: &mut crate::owner_cache::OwnerCache,
-    event: &KernelEvent,
-) -> Vec<Item> {
-    if !filter.matches(&event.conn) {
-        return Vec::new();
-    }
-    owners.observe(&event.conn, event.socket_ino);
-    let records = timelines.on_event(event);
-    if records.is_empty() {
-        return Vec::new();
-    }
-    let owner = owners.owner_of(&event.conn);
-    if pid.is_some() && owner.as_ref().map(|o| o.pid) != pid {
-        return Vec::new();
-    }
-    records
-        .into_iter()
-        .map(|r| Item::Record(r, owner.clone()))
-        .collect()
 }
 
 /// Writes items as lines; false once stdout is gone (e.g. `| head`).
