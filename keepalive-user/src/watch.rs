@@ -19,6 +19,7 @@ use crate::{
     events::{self, Config, KernelEvent},
     filter::{Cidr, ConnFilter, parse_port},
     kernel::{LoadOptions, Observer, loader::LostCounter},
+    options::ValueArgs,
     output::{self, Clock, Owner},
     timeline::{Record, Summary, Timelines},
 };
@@ -49,6 +50,12 @@ pub struct WatchArgs {
     /// Ring buffer size in bytes: a power of two, at least the page size.
     #[arg(long, hide = true)]
     pub ring_bytes: Option<u32>,
+    /// Also apply the keepalive values below to new connections matching
+    /// --port/--dst (a sock_ops policy held while watch runs).
+    #[arg(long)]
+    pub apply: bool,
+    #[command(flatten)]
+    pub values: ValueArgs,
 }
 
 /// One thing to show: a record about a connection, or lost events.
@@ -247,38 +254,78 @@ fn validate(args: &WatchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    validate(&args)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(watch(args))
+/// What a session loads, which events it shows, and for how long.
+pub struct Session {
+    pub load: LoadOptions,
+    pub filter: ConnFilter,
+    pub pid: Option<u32>,
+    pub json: bool,
+    pub duration: Option<Duration>,
+    /// Said on stderr once everything is attached.
+    pub banner: String,
 }
 
-async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    use tokio::signal::unix::{SignalKind, signal};
-
-    let load = LoadOptions {
+pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    validate(&args)?;
+    let mut load = LoadOptions {
         cgroup: args.cgroup.clone(),
         ring_bytes: args.ring_bytes,
         ..LoadOptions::default()
     };
-    let filter = ConnFilter {
-        ports: args.ports.clone(),
-        src: args.src.clone(),
-        dst: args.dst.clone(),
+    let mut banner = String::new();
+    let values_given = args.values.idle.is_some()
+        || args.values.interval.is_some()
+        || args.values.count.is_some()
+        || args.values.user_timeout.is_some()
+        || args.values.off;
+    if args.apply {
+        if args.ports.len() > 1 || args.dst.len() > 1 {
+            return Err(usage("--apply takes at most one --port and one --dst"));
+        }
+        let values = args.values.values()?;
+        load.policy = values.to_policy(args.ports.first().copied(), args.dst.first().copied());
+        banner = format!("; applying {} to new connections", values.describe());
+    } else if values_given {
+        return Err(usage(
+            "keepalive values need --apply (or use `keepalive set`)",
+        ));
+    }
+    let session = Session {
+        load,
+        filter: ConnFilter {
+            ports: args.ports,
+            src: args.src,
+            dst: args.dst,
+        },
+        pid: args.pid,
+        json: args.json,
+        duration: args.duration,
+        banner,
     };
-    let mut watcher = Watcher::start(&load, filter, args.pid)?;
-    announce(watcher.observer());
+    run_session(session)
+}
+
+pub fn run_session(session: Session) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(session_loop(session))
+}
+
+async fn session_loop(session: Session) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut watcher = Watcher::start(&session.load, session.filter, session.pid)?;
+    announce(watcher.observer(), &session.banner);
 
     let mut printer = Printer {
-        json: args.json,
-        color: !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        json: session.json,
+        color: !session.json && std::io::IsTerminal::is_terminal(&std::io::stdout()),
         clock: Clock::now(),
         out: std::io::BufWriter::new(std::io::stdout()),
     };
     let started = Instant::now();
-    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let deadline = session.duration.map(|d| tokio::time::Instant::now() + d);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut lost_tick = tokio::time::interval(Duration::from_secs(1));
@@ -308,7 +355,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
     if stdout_open {
         printer.print(&tail);
         let elapsed = started.elapsed().as_secs_f64();
-        if args.json {
+        if session.json {
             let _ = writeln!(
                 printer.out,
                 "{}",
@@ -333,7 +380,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Says on stderr what is attached and what this kernel cannot show.
-fn announce(observer: &Observer) {
+fn announce(observer: &Observer, banner: &str) {
     for missing in observer.missing_optional() {
         eprintln!(
             "keepalive: warning: {} unavailable ({}): {}",
@@ -350,7 +397,7 @@ fn announce(observer: &Observer) {
         .map(|s| s.hook.as_str())
         .collect();
     eprintln!(
-        "keepalive: watching TCP keepalive below cgroup {} ({}); Ctrl-C to stop",
+        "keepalive: watching TCP keepalive below cgroup {} ({}){banner}; Ctrl-C to stop",
         observer.cgroup_path.display(),
         attached.join(", ")
     );

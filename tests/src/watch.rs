@@ -42,17 +42,26 @@ struct Seen {
 impl Watch {
     /// Starts `keepalive watch --json ARGS` in the root namespace and waits until it has attached.
     pub fn spawn(args: &[&str]) -> Self {
+        let mut full = vec!["watch", "--json"];
+        full.extend_from_slice(args);
+        Self::start(Command::new(keepalive_bin()), &full)
+    }
+
+    /// Starts another long-running subcommand that streams JSON events, such
+    /// as `set --new ... --json`, and waits until it has attached.
+    pub fn spawn_command(args: &[&str]) -> Self {
         Self::start(Command::new(keepalive_bin()), args)
     }
 
     /// Like [`Watch::spawn`], inside `ns` (where `/sys` is remounted without cgroup2 or tracefs).
     pub fn spawn_in(ns: &NetNs, args: &[&str]) -> Self {
-        Self::start(ns.command(keepalive_bin()), args)
+        let mut full = vec!["watch", "--json"];
+        full.extend_from_slice(args);
+        Self::start(ns.command(keepalive_bin()), &full)
     }
 
     fn start(mut cmd: Command, args: &[&str]) -> Self {
-        cmd.args(["watch", "--json"])
-            .args(args)
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
