@@ -143,7 +143,7 @@ fn colour(report: &Report) -> &'static str {
     }
 }
 
-fn config_text(config: &Config) -> String {
+pub fn config_text(config: &Config) -> String {
     if !config.keepalive {
         return "keepalive off".into();
     }

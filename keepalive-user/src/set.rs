@@ -1,16 +1,25 @@
 //! `keepalive set`: keepalive options on the connections a user targets.
 //!
-//! `--new` holds a sock_ops policy that sets the values on every new
+//! Existing connections (`--pid`, `--pid --fd`) are changed from outside:
+//! their sockets are duplicated (pidfd_getfd) and set through socket2, after
+//! every target was checked; a socket whose change fails midway gets its old
+//! values back. `--new` holds a sock_ops policy that sets the values on every new
 //! matching connection, active and passive, for as long as it runs; each
 //! application is an `options_set` event with the values read back.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{os::fd::RawFd, path::PathBuf, process::ExitCode, time::Duration};
+
+use serde_json::json;
 
 use crate::{
     cli::{parse_duration, usage},
+    events::Config,
     filter::{Cidr, ConnFilter, parse_port},
     kernel::{HookSet, LoadOptions},
-    options::ValueArgs,
+    options::{KeepaliveValues, ValueArgs},
+    output::{config_json, config_text},
+    remote_fd::Process,
+    socket_options::{self, TcpTarget},
     watch::{Session, run_session},
 };
 
@@ -51,10 +60,7 @@ pub struct SetArgs {
 pub fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
     let values = args.values.values()?;
     if !args.new {
-        anyhow::bail!(
-            "setting options on existing connections (--pid, --fd, --port without --new) is not \
-             implemented yet; --new applies them to new connections"
-        );
+        return set_existing(&args, &values);
     }
     if args.pid.is_some() || args.dry_run {
         return Err(usage(
@@ -92,4 +98,147 @@ pub fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     run_session(session)
+}
+
+/// `before` with `values` laid over it: what a change will leave.
+fn overlay(before: &Config, values: &KeepaliveValues) -> Config {
+    Config {
+        keepalive: values.keepalive.unwrap_or(before.keepalive),
+        idle_s: values.idle_s.unwrap_or(before.idle_s),
+        intvl_s: values.intvl_s.unwrap_or(before.intvl_s),
+        cnt: values.cnt.unwrap_or(before.cnt),
+        user_timeout_ms: values.user_timeout_ms.unwrap_or(before.user_timeout_ms),
+    }
+}
+
+/// The sockets `--pid [--fd]` names, all checked before anything changes.
+fn targets(
+    args: &SetArgs,
+    process: &Process,
+    comm: &str,
+) -> anyhow::Result<Vec<(RawFd, TcpTarget)>> {
+    let pid = process.pid;
+    let fds = match args.fd {
+        Some(fd) => vec![fd],
+        None => process.socket_fds()?,
+    };
+    let mut found = Vec::new();
+    let mut skipped = Vec::new();
+    for fd in fds {
+        let dup = match process.dup_fd(fd) {
+            Ok(dup) => dup,
+            Err(err) if err.raw_os_error() == Some(libc::EBADF) => {
+                if args.fd.is_some() {
+                    return Err(usage(format!("pid {pid} ({comm}) has no fd {fd}")));
+                }
+                continue; // closed since /proc was read
+            }
+            Err(err) if err.raw_os_error() == Some(libc::EPERM) => {
+                anyhow::bail!(
+                    "permission denied duplicating fd {fd} of pid {pid}: needs root (CAP_SYS_PTRACE)"
+                )
+            }
+            Err(err) => anyhow::bail!("pidfd_getfd(pid {pid}, fd {fd}): {err}"),
+        };
+        match socket_options::as_tcp_target(dup) {
+            Ok(target) => found.push((fd, target)),
+            Err(why) if args.fd.is_some() => {
+                return Err(usage(format!(
+                    "fd {fd} of pid {pid} ({comm}) is {why}: nothing changed"
+                )));
+            }
+            Err(why) => skipped.push(format!("fd {fd}: {why}")),
+        }
+    }
+    if found.is_empty() {
+        let detail = if skipped.is_empty() {
+            "no sockets".to_string()
+        } else {
+            skipped.join(", ")
+        };
+        return Err(usage(format!(
+            "pid {pid} ({comm}) has no connected TCP socket ({detail}): nothing changed"
+        )));
+    }
+    Ok(found)
+}
+
+fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<ExitCode> {
+    if args.port.is_some() || args.dst.is_some() || args.cgroup.is_some() || args.duration.is_some()
+    {
+        return Err(usage(
+            "for existing connections give --pid PID [--fd FD] (finding owners by --port is not implemented yet); \
+             --port/--dst/--cgroup/--duration go with --new",
+        ));
+    }
+    let Some(pid) = args.pid else {
+        return Err(usage(
+            "give --pid PID [--fd FD] for existing connections, or --new for new ones",
+        ));
+    };
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!(
+            "permission denied: changing another process's sockets needs root (CAP_SYS_PTRACE)"
+        );
+    }
+    let process = Process::open(pid)?;
+    let comm = process.comm();
+    let targets = targets(args, &process, &comm)?;
+    let mut failures = 0;
+    for (fd, target) in &targets {
+        let before = socket_options::read(&target.fd)?;
+        let (after, error) = if args.dry_run {
+            (overlay(&before, values), None)
+        } else {
+            match socket_options::apply(&target.fd, values) {
+                Ok(()) => (socket_options::read(&target.fd)?, None),
+                Err(err) => {
+                    failures += 1;
+                    let restored = socket_options::restore(&target.fd, &before);
+                    let note = match restored {
+                        Ok(()) => format!("{err}; old values restored"),
+                        Err(again) => {
+                            format!("{err}; restoring the old values failed too: {again}")
+                        }
+                    };
+                    (
+                        socket_options::read(&target.fd).unwrap_or(before),
+                        Some(note),
+                    )
+                }
+            }
+        };
+        if args.json {
+            let mut v = json!({
+                "event": "options_set",
+                "src": target.local.to_string(),
+                "dst": target.remote.to_string(),
+                "pid": pid,
+                "comm": comm,
+                "fd": fd,
+                "before": config_json(&before),
+                "after": config_json(&after),
+                "dry_run": args.dry_run,
+            });
+            if let Some(error) = &error {
+                v["error"] = json!(error);
+            }
+            println!("{v}");
+        } else {
+            let verb = if args.dry_run { "would set" } else { "set" };
+            let outcome = error.map_or_else(String::new, |e| format!("  FAILED: {e}"));
+            println!(
+                "{:>22} > {:<22} {comm}/{pid} fd {fd}  {verb}: {} -> {}{outcome}",
+                target.local.to_string(),
+                target.remote.to_string(),
+                config_text(&before),
+                config_text(&after),
+            );
+        }
+    }
+    Ok(if failures > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
