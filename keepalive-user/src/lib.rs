@@ -7,7 +7,8 @@
 //!   `summary`, the session's counts and percentiles;
 //! - `output`: human and JSON rendering;
 //! - `filter`: which connections the user asked about;
-//! - `sockdiag`, `owners`: the socket table and which process holds what;
+//! - `sockdiag`, `owner_cache`: the socket table and which process holds what;
+//! - `remote_fd`, `socket_options`: reaching and changing other processes' sockets;
 //! - `options`: keepalive values, their parsing and limits;
 //! - one module per subcommand (`doctor`, `watch`, `set`, `ls`, `demo`, `discover`).
 pub mod cli;
@@ -21,7 +22,6 @@ pub mod ls;
 pub mod options;
 pub mod output;
 pub mod owner_cache;
-pub mod owners;
 pub mod remote_fd;
 pub mod set;
 pub mod sockdiag;

@@ -63,8 +63,23 @@ fn socket_inode_of_link(target: &str) -> Option<u64> {
         .ok()
 }
 
+/// A process holding a socket, and the descriptor it holds it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub owner: Owner,
+    pub fd: i32,
+}
+
 /// Every socket inode held by a process, with the first process found.
 fn scan_proc() -> HashMap<u64, Owner> {
+    socket_holders()
+        .into_iter()
+        .map(|(ino, holder)| (ino, holder.owner))
+        .collect()
+}
+
+/// Every socket inode held by a process: the first process and fd found.
+pub fn socket_holders() -> HashMap<u64, Holder> {
     let mut owners = HashMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return owners;
@@ -94,9 +109,15 @@ fn scan_proc() -> HashMap<u64, Owner> {
                     .map(|c| c.trim_end().to_string())
                     .unwrap_or_default()
             });
-            owners.entry(ino).or_insert_with(|| Owner {
-                pid,
-                comm: comm.clone(),
+            let Some(fd) = fd.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            owners.entry(ino).or_insert_with(|| Holder {
+                owner: Owner {
+                    pid,
+                    comm: comm.clone(),
+                },
+                fd,
             });
         }
     }
