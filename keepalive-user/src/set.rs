@@ -29,7 +29,8 @@ pub struct SetArgs {
     /// Ctrl-C, SIGTERM or --duration).
     #[arg(long)]
     pub new: bool,
-    /// Only connections with this port at either end.
+    /// Connections with this port at either end: existing ones (their owners
+    /// are found through sock_diag and /proc), or new ones with --new.
     #[arg(long, value_parser = parse_port)]
     pub port: Option<u16>,
     /// Only connections to peers in this prefix (with --new).
@@ -44,6 +45,9 @@ pub struct SetArgs {
     /// Target every TCP socket of this process (existing connections).
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Target one existing connection by its two ends, as `ls` shows them.
+    #[arg(long, num_args = 2, value_names = ["SRC", "DST"], conflicts_with = "pid")]
+    pub conn: Option<Vec<std::net::SocketAddr>>,
     /// With --pid: only this file descriptor.
     #[arg(long, requires = "pid")]
     pub fd: Option<i32>,
@@ -62,9 +66,9 @@ pub fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
     if !args.new {
         return set_existing(&args, &values);
     }
-    if args.pid.is_some() || args.dry_run {
+    if args.pid.is_some() || args.conn.is_some() || args.dry_run {
         return Err(usage(
-            "--new applies to connections not made yet: --pid, --fd and --dry-run do not apply",
+            "--new applies to connections not made yet: --pid, --fd, --conn and --dry-run do not apply",
         ));
     }
     let scope = match (args.port, args.dst) {
@@ -109,6 +113,14 @@ fn overlay(before: &Config, values: &KeepaliveValues) -> Config {
         cnt: values.cnt.unwrap_or(before.cnt),
         user_timeout_ms: values.user_timeout_ms.unwrap_or(before.user_timeout_ms),
     }
+}
+
+/// One socket to change, and who holds it.
+struct Target {
+    pid: u32,
+    comm: String,
+    fd: RawFd,
+    socket: TcpTarget,
 }
 
 /// The sockets `--pid [--fd]` names, all checked before anything changes.
@@ -163,29 +175,109 @@ fn targets(
     Ok(found)
 }
 
+/// Existing connections with `port` at either end, or exactly `conn`, in
+/// this network namespace, each duplicated from the process holding it.
+fn targets_by_connection(
+    port: Option<u16>,
+    conn: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+) -> anyhow::Result<Vec<Target>> {
+    let holders = crate::owner_cache::socket_holders();
+    let mut found = Vec::new();
+    let mut unowned = 0;
+    for socket in crate::sockdiag::dump_tcp()? {
+        let wanted = match (conn, port) {
+            (Some((src, dst)), _) => socket.local == src && socket.remote == dst,
+            (None, Some(p)) => socket.local.port() == p || socket.remote.port() == p,
+            (None, None) => false,
+        };
+        // Listeners and TIME-WAIT sockets have no live connection to change.
+        if !wanted || socket.state == 10 || socket.state == 6 {
+            continue;
+        }
+        let Some(holder) = holders.get(&socket.inode) else {
+            unowned += 1;
+            continue;
+        };
+        // A process or connection gone since the table was read is skipped.
+        let Ok(process) = Process::open(holder.owner.pid) else {
+            continue;
+        };
+        let Ok(dup) = process.dup_fd(holder.fd) else {
+            continue;
+        };
+        if let Ok(tcp) = socket_options::as_tcp_target(dup) {
+            found.push(Target {
+                pid: holder.owner.pid,
+                comm: holder.owner.comm.clone(),
+                fd: holder.fd,
+                socket: tcp,
+            });
+        }
+    }
+    if found.is_empty() {
+        let what = match (conn, port) {
+            (Some((src, dst)), _) => format!("connection {src} > {dst}"),
+            (_, p) => format!("connection with port {}", p.unwrap_or(0)),
+        };
+        let note = if unowned > 0 {
+            format!(" ({unowned} without an owning process)")
+        } else {
+            String::new()
+        };
+        return Err(usage(format!(
+            "no {what} held by a process in this network namespace{note}: nothing changed"
+        )));
+    }
+    Ok(found)
+}
+
 fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<ExitCode> {
-    if args.port.is_some() || args.dst.is_some() || args.cgroup.is_some() || args.duration.is_some()
-    {
+    if args.dst.is_some() || args.cgroup.is_some() || args.duration.is_some() {
+        return Err(usage("--dst, --cgroup and --duration go with --new"));
+    }
+    if args.pid.is_none() && args.port.is_none() && args.conn.is_none() {
         return Err(usage(
-            "for existing connections give --pid PID [--fd FD] (finding owners by --port is not implemented yet); \
-             --port/--dst/--cgroup/--duration go with --new",
+            "give --pid PID [--fd FD], --port P or --conn SRC DST for existing connections, or --new",
         ));
     }
-    let Some(pid) = args.pid else {
-        return Err(usage(
-            "give --pid PID [--fd FD] for existing connections, or --new for new ones",
-        ));
-    };
     if unsafe { libc::geteuid() } != 0 {
         anyhow::bail!(
             "permission denied: changing another process's sockets needs root (CAP_SYS_PTRACE)"
         );
     }
-    let process = Process::open(pid)?;
-    let comm = process.comm();
-    let targets = targets(args, &process, &comm)?;
+    let targets: Vec<Target> = match args.pid {
+        Some(pid) => {
+            let process = Process::open(pid)?;
+            let comm = process.comm();
+            targets(args, &process, &comm)?
+                .into_iter()
+                .filter(|(_, t)| {
+                    args.port
+                        .is_none_or(|p| t.local.port() == p || t.remote.port() == p)
+                })
+                .map(|(fd, socket)| Target {
+                    pid,
+                    comm: comm.clone(),
+                    fd,
+                    socket,
+                })
+                .collect()
+        }
+        None => targets_by_connection(args.port, args.conn.as_ref().map(|c| (c[0], c[1])))?,
+    };
+    if targets.is_empty() {
+        return Err(usage(
+            "no connection of that process has that port: nothing changed",
+        ));
+    }
     let mut failures = 0;
-    for (fd, target) in &targets {
+    for Target {
+        pid,
+        comm,
+        fd,
+        socket: target,
+    } in &targets
+    {
         let before = socket_options::read(&target.fd)?;
         let (after, error) = if args.dry_run {
             (overlay(&before, values), None)

@@ -230,3 +230,76 @@ fn bad_targets_and_values_change_nothing() {
     assert!(String::from_utf8_lossy(&not_root.stderr).contains("needs root"));
     assert_eq!(client.get()[0]["keepalive"], false, "nothing changed");
 }
+
+#[test]
+fn port_and_conn_targets_find_the_owners() {
+    require_root();
+    let ns = NetNs::new();
+    let (p, other) = (port(), port());
+    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
+    let _other_server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{other}")]);
+    let mut target = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
+    let mut bystander = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{other}")]);
+    // sock_diag sees the namespace it runs in, as `ss` does.
+    let out = ns
+        .command(keepalive_bin())
+        .args(["set", "--port", &p.to_string(), "--idle", "7", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let changed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        changed.iter().any(|c| c["pid"] == target.pid()),
+        "the client is found: {changed:#?}"
+    );
+    assert!(
+        changed
+            .iter()
+            .all(|c| c["src"].as_str().unwrap().ends_with(&format!(":{p}"))
+                || c["dst"].as_str().unwrap().ends_with(&format!(":{p}")))
+    );
+    assert_eq!(target.get()[0]["idle_s"], 7);
+    assert_eq!(
+        bystander.get()[0]["keepalive"],
+        false,
+        "another port's process is untouched"
+    );
+
+    let conn = bystander.connections()[0].clone();
+    let out = ns
+        .command(keepalive_bin())
+        .args([
+            "set",
+            "--conn",
+            conn["local"].as_str().unwrap(),
+            conn["remote"].as_str().unwrap(),
+            "--count",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(bystander.get()[0]["cnt"], 5);
+    let missing = ns
+        .command(keepalive_bin())
+        .args(["set", "--port", "9", "--idle", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        missing.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}
