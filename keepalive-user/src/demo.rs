@@ -37,7 +37,9 @@ pub struct DemoArgs {
     #[arg(long, value_parser = parse_duration)]
     pub user_timeout: Option<Duration>,
     /// blackhole: the peer stops answering; reset: the peer's socket
-    /// vanishes (a reboot) and its kernel answers the next probe with RST.
+    /// vanishes (a reboot) and its kernel answers the next probe with RST;
+    /// loss:PCT: the peer's packets are dropped at random; middlebox:SECS: a
+    /// stateful firewall forgets flows idle for SECS and drops what follows.
     #[arg(long, default_value = "blackhole")]
     pub fault: String,
     /// One JSON object per line, ending with a verdict.
@@ -49,6 +51,25 @@ pub struct DemoArgs {
 enum Fault {
     Blackhole,
     Reset,
+    Loss(u32),
+    Middlebox(u32),
+}
+
+fn parse_fault(text: &str) -> anyhow::Result<Fault> {
+    let number = |v: &str, max: u32| v.parse::<u32>().ok().filter(|n| (1..=max).contains(n));
+    match text.split_once(':') {
+        None if text == "blackhole" => Ok(Fault::Blackhole),
+        None if text == "reset" => Ok(Fault::Reset),
+        Some(("loss", pct)) => number(pct, 100)
+            .map(Fault::Loss)
+            .ok_or_else(|| usage("--fault loss:PCT takes a percentage from 1 to 100")),
+        Some(("middlebox", secs)) => number(secs, 3600)
+            .map(Fault::Middlebox)
+            .ok_or_else(|| usage("--fault middlebox:SECS takes seconds from 1 to 3600")),
+        _ => Err(usage(format!(
+            "--fault {text}: use blackhole, reset, loss:PCT or middlebox:SECS"
+        ))),
+    }
 }
 
 const PORT: u16 = 7;
@@ -147,11 +168,7 @@ fn whole_seconds(name: &str, d: Duration) -> anyhow::Result<u32> {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let fault = match args.fault.as_str() {
-        "blackhole" => Fault::Blackhole,
-        "reset" => Fault::Reset,
-        other => return Err(usage(format!("--fault {other}: use blackhole or reset"))),
-    };
+    let fault = parse_fault(&args.fault)?;
     let (idle_s, intvl_s) = (
         whole_seconds("idle", args.idle)?,
         whole_seconds("interval", args.interval)?,
@@ -162,6 +179,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let user_timeout_ms = args.user_timeout.map_or(0, |d| d.as_millis() as u32);
     crate::kernel::privilege::require_bpf_privileges()?;
     let lab = Lab::create()?;
+    if let Fault::Middlebox(secs) = fault {
+        // The firewall must see the handshake: with tcp_loose=0, conntrack
+        // treats a connection it picks up mid-stream as invalid.
+        lab.nft("table inet keepalive_demo_ct {\n  chain in {\n    type filter hook input priority 0;\n    ct state invalid drop\n  }\n}\n")?;
+        for setting in [
+            "net.netfilter.nf_conntrack_tcp_loose=0".to_string(),
+            format!("net.netfilter.nf_conntrack_tcp_timeout_established={secs}"),
+        ] {
+            run_checked(
+                Command::new("ip").args(["netns", "exec", &lab.name, "sysctl", "-qw", &setting]),
+            )?;
+        }
+    }
     let (listener, client, server) = lab.inside(|| {
         let listener = TcpListener::bind(("127.0.0.1", PORT))?;
         let client = TcpStream::connect(("127.0.0.1", PORT))?;
@@ -231,6 +261,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                                 }
                                 lab.nft("delete table inet keepalive_demo")?;
                             }
+                            Fault::Loss(pct) => lab.nft(&peer_output_rule(&format!(
+                                "tcp sport {PORT} numgen random mod 100 < {pct} drop"
+                            )))?,
+                            // Installed before the connection was made.
+                            Fault::Middlebox(_) => {}
                         }
                         fault_at = Some(record.ts_ns);
                         if !args.json {
@@ -255,11 +290,27 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
         }
         drop((listener, client, server));
-        let verdict = verdict.unwrap_or_else(|| json!({"event": "verdict", "fault": args.fault, "alive": true}));
+        let summary = watcher.summary();
+        let verdict = verdict.unwrap_or_else(|| {
+            json!({
+                "event": "verdict", "fault": args.fault, "alive": true,
+                "probes": summary.probes, "unanswered": summary.unanswered,
+                "detected_ms": null, "predicted_ms": null,
+            })
+        });
         if args.json {
             println!("{verdict}");
         } else if verdict["alive"] == true {
-            println!("verdict: the connection is still alive at the end of the demo");
+            println!(
+                "verdict: the connection survived: {} probes, {} unanswered{}",
+                verdict["probes"],
+                verdict["unanswered"],
+                match fault {
+                    Fault::Middlebox(secs) if secs > idle_s =>
+                        format!(" (idle {idle_s}s < the middlebox's {secs}s: keepalive kept the flow alive)"),
+                    _ => String::new(),
+                }
+            );
         } else if verdict["reason"] == "reset" {
             println!(
                 "verdict: the peer's kernel reset the connection at probe #{} (the peer had rebooted)",
@@ -267,6 +318,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             );
         } else {
             let secs = |v: &serde_json::Value| v.as_u64().map_or("?".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+            if let Fault::Middlebox(cut) = fault {
+                println!(
+                    "verdict: the middlebox forgot the flow after {cut}s idle, before the first probe at idle {idle_s}s: set TCP_KEEPIDLE below {cut}s"
+                );
+            }
             println!(
                 "verdict: dead peer detected after {} ({} timeout, settings predict {})",
                 secs(&verdict["detected_ms"]),

@@ -135,3 +135,35 @@ fn interrupted_demo_leaves_nothing_behind() {
     }
     panic!("programs of demo {pid} still loaded");
 }
+
+#[test]
+fn middlebox_keeps_probed_flows_and_cuts_idle_ones() {
+    require_root();
+    let (alive, _) = demo(&["--fault", "middlebox:3", "--idle", "1"]);
+    assert_eq!(
+        alive["alive"], true,
+        "idle 1 s under a 3 s middlebox: {alive}"
+    );
+    assert_eq!(alive["unanswered"], 0);
+    let (cut, _) = demo(&["--fault", "middlebox:2", "--idle", "3"]);
+    assert_eq!(cut["alive"], false, "idle 3 s past a 2 s middlebox: {cut}");
+    assert_eq!(cut["reason"], "keepalive");
+    assert!(demo_namespaces().is_empty());
+}
+
+#[test]
+fn random_loss_is_survived_and_counted() {
+    require_root();
+    let (verdict, events) = demo(&["--fault", "loss:30", "--count", "8"]);
+    assert_eq!(
+        verdict["alive"], true,
+        "30 % loss with 8 probes to spare: {verdict}"
+    );
+    let unanswered = events.iter().filter(|v| v["event"] == "unanswered").count() as u64;
+    assert_eq!(verdict["unanswered"], unanswered);
+    let bad = Command::new(keepalive_bin())
+        .args(["demo", "--fault", "loss:0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
