@@ -1,13 +1,24 @@
 //! `keepalive set`: keepalive options on the connections a user targets.
 //!
-//! Existing connections (`--pid`, `--pid --fd`) are changed from outside:
-//! their sockets are duplicated (pidfd_getfd) and set through socket2, after
-//! every target was checked; a socket whose change fails midway gets its old
-//! values back. `--new` holds a sock_ops policy that sets the values on every new
+//! Existing connections (`--pid [--fd]`, or `--port`/`--conn` with their
+//! holders found through sock_diag and /proc) are changed from outside: their
+//! sockets are duplicated (pidfd_getfd) and set through socket2, after every
+//! target was checked; a socket whose change fails midway gets its old values
+//! back, and the others are still changed. `--new` holds a sock_ops policy that sets the values on every new
 //! matching connection, active and passive, for as long as it runs; each
 //! application is an `options_set` event with the values read back.
 
-use std::{os::fd::RawFd, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    collections::HashSet,
+    io::Write as _,
+    os::{
+        fd::{OwnedFd, RawFd},
+        unix::fs::MetadataExt as _,
+    },
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use serde_json::json;
 
@@ -19,6 +30,7 @@ use crate::{
     options::{KeepaliveValues, ValueArgs},
     output::{config_json, config_text},
     remote_fd::Process,
+    sockdiag::{self, ALL_STATES, LISTEN, TIME_WAIT, Wanted, state_bit},
     socket_options::{self, TcpTarget},
     watch::{Session, run_session},
 };
@@ -123,6 +135,13 @@ struct Target {
     socket: TcpTarget,
 }
 
+/// The socket's inode: one socket held by several descriptors is changed once.
+fn inode_of(fd: OwnedFd) -> (u64, OwnedFd) {
+    let file = std::fs::File::from(fd);
+    let ino = file.metadata().map_or(0, |m| m.ino());
+    (ino, file.into())
+}
+
 /// The sockets `--pid [--fd]` names, all checked before anything changes.
 fn targets(
     args: &SetArgs,
@@ -136,6 +155,7 @@ fn targets(
     };
     let mut found = Vec::new();
     let mut skipped = Vec::new();
+    let mut seen = HashSet::new();
     for fd in fds {
         let dup = match process.dup_fd(fd) {
             Ok(dup) => dup,
@@ -150,8 +170,15 @@ fn targets(
                     "permission denied duplicating fd {fd} of pid {pid}: needs root (CAP_SYS_PTRACE)"
                 )
             }
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => {
+                return Err(usage(format!("--pid {pid}: the process exited")));
+            }
             Err(err) => anyhow::bail!("pidfd_getfd(pid {pid}, fd {fd}): {err}"),
         };
+        let (ino, dup) = inode_of(dup);
+        if ino != 0 && !seen.insert(ino) {
+            continue;
+        }
         match socket_options::as_tcp_target(dup) {
             Ok(target) => found.push((fd, target)),
             Err(why) if args.fd.is_some() => {
@@ -175,26 +202,17 @@ fn targets(
     Ok(found)
 }
 
-/// Existing connections with `port` at either end, or exactly `conn`, in
-/// this network namespace, each duplicated from the process holding it.
-fn targets_by_connection(
-    port: Option<u16>,
-    conn: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
-) -> anyhow::Result<Vec<Target>> {
+/// Existing connections `wanted` names in this network namespace, each
+/// duplicated from the process holding it.
+fn targets_by_connection(wanted: Wanted) -> anyhow::Result<Vec<Target>> {
+    // Listeners and TIME-WAIT sockets have no live connection to change.
+    let states = ALL_STATES & !state_bit(LISTEN) & !state_bit(TIME_WAIT);
+    let sockets = sockdiag::find(wanted, states)?;
     let holders = crate::owner_cache::socket_holders();
     let mut found = Vec::new();
     let mut unowned = 0;
-    for socket in crate::sockdiag::dump_tcp()? {
-        let wanted = match (conn, port) {
-            (Some((src, dst)), _) => socket.local == src && socket.remote == dst,
-            (None, Some(p)) => socket.local.port() == p || socket.remote.port() == p,
-            (None, None) => false,
-        };
-        // Listeners and TIME-WAIT sockets have no live connection to change.
-        if !wanted || socket.state == 10 || socket.state == 6 {
-            continue;
-        }
-        let Some(holder) = holders.get(&socket.inode) else {
+    for socket in sockets {
+        let Some(holder) = holders.get(&socket.inode).filter(|_| socket.inode != 0) else {
             unowned += 1;
             continue;
         };
@@ -215,9 +233,9 @@ fn targets_by_connection(
         }
     }
     if found.is_empty() {
-        let what = match (conn, port) {
-            (Some((src, dst)), _) => format!("connection {src} > {dst}"),
-            (_, p) => format!("connection with port {}", p.unwrap_or(0)),
+        let what = match wanted {
+            Wanted::Conn { local, remote } => format!("connection {local} > {remote}"),
+            Wanted::Port(p) => format!("connection with port {p}"),
         };
         let note = if unowned > 0 {
             format!(" ({unowned} without an owning process)")
@@ -231,11 +249,55 @@ fn targets_by_connection(
     Ok(found)
 }
 
+/// Changes one socket: its settings before and after, and what went wrong.
+/// A change that fails midway puts every old value back.
+fn change(target: &TcpTarget, values: &KeepaliveValues, dry_run: bool) -> Outcome {
+    let before = match socket_options::read(&target.fd) {
+        Ok(before) => before,
+        Err(err) => {
+            return Outcome {
+                before: None,
+                after: None,
+                error: Some(format!("reading its settings: {err}; nothing changed")),
+            };
+        }
+    };
+    if dry_run {
+        return Outcome {
+            before: Some(before),
+            after: Some(overlay(&before, values)),
+            error: None,
+        };
+    }
+    let error = socket_options::apply(&target.fd, values).err().map(|err| {
+        match socket_options::restore(&target.fd, &before) {
+            Ok(()) => format!("{err}; old values restored"),
+            Err(again) => format!("{err}; restoring the old values failed too: {again}"),
+        }
+    });
+    Outcome {
+        before: Some(before),
+        after: socket_options::read(&target.fd).ok(),
+        error,
+    }
+}
+
+struct Outcome {
+    before: Option<Config>,
+    after: Option<Config>,
+    error: Option<String>,
+}
+
 fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<ExitCode> {
     if args.dst.is_some() || args.cgroup.is_some() || args.duration.is_some() {
         return Err(usage("--dst, --cgroup and --duration go with --new"));
     }
-    if args.pid.is_none() && args.port.is_none() && args.conn.is_none() {
+    let by_connection = match (&args.conn, args.port) {
+        (Some(conn), _) => Some(Wanted::conn(conn[0], conn[1])),
+        (None, Some(port)) => Some(Wanted::Port(port)),
+        (None, None) => None,
+    };
+    if args.pid.is_none() && by_connection.is_none() {
         return Err(usage(
             "give --pid PID [--fd FD], --port P or --conn SRC DST for existing connections, or --new",
         ));
@@ -245,8 +307,8 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
             "permission denied: changing another process's sockets needs root (CAP_SYS_PTRACE)"
         );
     }
-    let targets: Vec<Target> = match args.pid {
-        Some(pid) => {
+    let targets: Vec<Target> = match (args.pid, by_connection) {
+        (Some(pid), _) => {
             let process = Process::open(pid)?;
             let comm = process.comm();
             targets(args, &process, &comm)?
@@ -263,7 +325,8 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
                 })
                 .collect()
         }
-        None => targets_by_connection(args.port, args.conn.as_ref().map(|c| (c[0], c[1])))?,
+        (None, Some(wanted)) => targets_by_connection(wanted)?,
+        (None, None) => Vec::new(),
     };
     if targets.is_empty() {
         return Err(usage(
@@ -271,6 +334,8 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
         ));
     }
     let mut failures = 0;
+    // A reader that went away (`| head`) must not stop the changes.
+    let mut out = std::io::stdout().lock();
     for Target {
         pid,
         comm,
@@ -278,29 +343,13 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
         socket: target,
     } in &targets
     {
-        let before = socket_options::read(&target.fd)?;
-        let (after, error) = if args.dry_run {
-            (overlay(&before, values), None)
-        } else {
-            match socket_options::apply(&target.fd, values) {
-                Ok(()) => (socket_options::read(&target.fd)?, None),
-                Err(err) => {
-                    failures += 1;
-                    let restored = socket_options::restore(&target.fd, &before);
-                    let note = match restored {
-                        Ok(()) => format!("{err}; old values restored"),
-                        Err(again) => {
-                            format!("{err}; restoring the old values failed too: {again}")
-                        }
-                    };
-                    (
-                        socket_options::read(&target.fd).unwrap_or(before),
-                        Some(note),
-                    )
-                }
-            }
-        };
-        if args.json {
+        let Outcome {
+            before,
+            after,
+            error,
+        } = change(target, values, args.dry_run);
+        failures += usize::from(error.is_some());
+        let line = if args.json {
             let mut v = json!({
                 "event": "options_set",
                 "src": target.local.to_string(),
@@ -308,25 +357,27 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
                 "pid": pid,
                 "comm": comm,
                 "fd": fd,
-                "before": config_json(&before),
-                "after": config_json(&after),
+                "before": before.as_ref().map(config_json),
+                "after": after.as_ref().map(config_json),
                 "dry_run": args.dry_run,
             });
             if let Some(error) = &error {
                 v["error"] = json!(error);
             }
-            println!("{v}");
+            v.to_string()
         } else {
             let verb = if args.dry_run { "would set" } else { "set" };
+            let text = |c: &Option<Config>| c.as_ref().map_or_else(|| "?".into(), config_text);
             let outcome = error.map_or_else(String::new, |e| format!("  FAILED: {e}"));
-            println!(
+            format!(
                 "{:>22} > {:<22} {comm}/{pid} fd {fd}  {verb}: {} -> {}{outcome}",
                 target.local.to_string(),
                 target.remote.to_string(),
-                config_text(&before),
-                config_text(&after),
-            );
-        }
+                text(&before),
+                text(&after),
+            )
+        };
+        let _ = writeln!(out, "{line}");
     }
     Ok(if failures > 0 {
         ExitCode::FAILURE

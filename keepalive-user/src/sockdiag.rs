@@ -1,6 +1,10 @@
-//! The host's TCP socket table through netlink sock_diag (what `ss` reads):
-//! addresses, state, inode, and the active timer with its countdown.
-//! Like `ss`, it sees the caller's network namespace.
+//! The TCP socket table through netlink sock_diag (what `ss` reads):
+//! addresses, state, inode, uid, and the active timer with its countdown.
+//! Like `ss`, it sees the caller's network namespace only.
+//!
+//! - [`dump_tcp`] / [`dump_tcp_states`]: the table, IPv4 and IPv6;
+//! - [`Wanted`]: one connection by its two ends, or every one with a port;
+//! - [`state_name`], [`state_by_name`], [`TimerKind::name`]: `ss`'s words.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,6 +19,18 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
 
+pub const ESTABLISHED: u8 = 1;
+pub const TIME_WAIT: u8 = 6;
+pub const LISTEN: u8 = 10;
+
+/// Every state `dump_tcp_states` can ask for (ESTABLISHED..=CLOSING).
+pub const ALL_STATES: u32 = 0xffe;
+
+/// The bit of `state` in a mask for [`dump_tcp_states`].
+pub const fn state_bit(state: u8) -> u32 {
+    1 << state
+}
+
 /// `idiag_timer`, as `ss -o` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,22 +41,84 @@ pub enum TimerKind {
     ZeroWindowProbe,
 }
 
+impl TimerKind {
+    fn from_raw(timer: u8) -> Option<Self> {
+        match timer {
+            1 => Some(Self::Retransmit),
+            2 => Some(Self::Keepalive),
+            3 => Some(Self::TimeWait),
+            4 => Some(Self::ZeroWindowProbe),
+            _ => None,
+        }
+    }
+
+    /// The name `ss -o` prints in `timer:(NAME,...)`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Retransmit => "on",
+            Self::Keepalive => "keepalive",
+            Self::TimeWait => "timewait",
+            Self::ZeroWindowProbe => "persist",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Timer {
     pub kind: TimerKind,
+    /// `idiag_expires`: milliseconds until the timer fires.
     pub expires_ms: u64,
-    /// For the keepalive timer, the probes out; for retransmit, retransmissions.
+    /// `idiag_retrans`: for the keepalive and zero-window timers the probes
+    /// out (unanswered so far), for retransmit the retransmissions.
     pub count: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSocket {
+    /// IPv4-mapped IPv6 addresses shown as IPv4, as `events::Conn` does.
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// `TCP_ESTABLISHED` (1) .. `TCP_NEW_SYN_RECV` (12); see [`state_name`].
     pub state: u8,
+    /// 0 for sockets no file refers to (TIME-WAIT, not yet accepted).
     pub inode: u64,
     pub uid: u32,
     pub timer: Option<Timer>,
+}
+
+/// Which connections a caller is after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// Exactly this local and remote end (IPv4-mapped compared as IPv4).
+    Conn {
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// This port at either end.
+    Port(u16),
+}
+
+impl Wanted {
+    pub fn conn(local: SocketAddr, remote: SocketAddr) -> Self {
+        Self::Conn {
+            local: canonical(local.ip(), local.port()),
+            remote: canonical(remote.ip(), remote.port()),
+        }
+    }
+
+    pub fn matches(&self, socket: &TcpSocket) -> bool {
+        match *self {
+            Self::Conn { local, remote } => socket.local == local && socket.remote == remote,
+            Self::Port(port) => socket.local.port() == port || socket.remote.port() == port,
+        }
+    }
+}
+
+/// The sockets in states `mask` (see [`state_bit`]) that `wanted` names.
+pub fn find(wanted: Wanted, mask: u32) -> anyhow::Result<Vec<TcpSocket>> {
+    let mut table = dump_tcp_states(mask)?;
+    table.retain(|s| wanted.matches(s));
+    Ok(table)
 }
 
 /// TCP state names as `ss` prints them.
@@ -62,13 +140,14 @@ pub fn state_name(state: u8) -> &'static str {
     }
 }
 
-/// The state number for a name given on the command line (any case, `-` or `_`).
+/// The state number for a name given on the command line (any case, `-` or
+/// `_`; `established` and `close` too).
 pub fn state_by_name(name: &str) -> Option<u8> {
     let wanted = name.to_ascii_uppercase().replace('_', "-");
-    let wanted = if wanted == "ESTABLISHED" {
-        "ESTAB".to_string()
-    } else {
-        wanted
+    let wanted = match wanted.as_str() {
+        "ESTABLISHED" => "ESTAB",
+        "CLOSE" => "UNCONN",
+        other => other,
     };
     (1..=12).find(|s| state_name(*s) == wanted)
 }
@@ -81,23 +160,14 @@ fn canonical(ip: IpAddr, port: u16) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-fn timer_of(kind: u8, expires_ms: u32, count: u8) -> Option<Timer> {
-    let kind = match kind {
-        1 => TimerKind::Retransmit,
-        2 => TimerKind::Keepalive,
-        3 => TimerKind::TimeWait,
-        4 => TimerKind::ZeroWindowProbe,
-        _ => return None,
-    };
-    Some(Timer {
-        kind,
-        expires_ms: u64::from(expires_ms),
-        count,
-    })
+/// Every TCP socket of this network namespace but NEW-SYN-RECV requests,
+/// IPv4 and IPv6.
+pub fn dump_tcp() -> anyhow::Result<Vec<TcpSocket>> {
+    dump_tcp_states(ALL_STATES)
 }
 
-/// Every TCP socket of this network namespace, IPv4 and IPv6.
-pub fn dump_tcp() -> anyhow::Result<Vec<TcpSocket>> {
+/// The TCP sockets of this network namespace in the states of `mask`.
+pub fn dump_tcp_states(mask: u32) -> anyhow::Result<Vec<TcpSocket>> {
     let mut socket =
         Socket::new(NETLINK_SOCK_DIAG).context("opening a NETLINK_SOCK_DIAG socket")?;
     socket.bind_auto().context("binding the netlink socket")?;
@@ -106,12 +176,33 @@ pub fn dump_tcp() -> anyhow::Result<Vec<TcpSocket>> {
         .context("connecting the netlink socket")?;
     let mut sockets = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        dump_family(&mut socket, family, &mut sockets)?;
+        dump_family(&mut socket, family, mask, &mut sockets)?;
     }
     Ok(sockets)
 }
 
-fn dump_family(socket: &mut Socket, family: u8, out: &mut Vec<TcpSocket>) -> anyhow::Result<()> {
+/// `struct inet_diag_msg` fields the crate does not keep for every timer
+/// (it drops `idiag_retrans` for keepalive, `idiag_expires` for TIME-WAIT):
+/// timer, retrans and expires, read from the message's own bytes.
+fn raw_timer(message: &[u8]) -> Option<Timer> {
+    const NLMSG_HDRLEN: usize = 16;
+    // family, state, timer, retrans, then the 48-byte inet_diag_sockid.
+    let msg = message.get(NLMSG_HDRLEN..)?;
+    let kind = TimerKind::from_raw(*msg.get(2)?)?;
+    let expires = u32::from_ne_bytes(msg.get(52..56)?.try_into().ok()?);
+    Some(Timer {
+        kind,
+        expires_ms: u64::from(expires),
+        count: *msg.get(3)?,
+    })
+}
+
+fn dump_family(
+    socket: &mut Socket,
+    family: u8,
+    mask: u32,
+    out: &mut Vec<TcpSocket>,
+) -> anyhow::Result<()> {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut request = NetlinkMessage::new(
@@ -120,7 +211,7 @@ fn dump_family(socket: &mut Socket, family: u8, out: &mut Vec<TcpSocket>) -> any
             family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::empty(),
-            states: StateFlags::all(),
+            states: StateFlags::from_bits_truncate(mask),
             socket_id: if family == AF_INET {
                 SocketId::new_v4()
             } else {
@@ -151,30 +242,14 @@ fn dump_family(socket: &mut Socket, family: u8, out: &mut Vec<TcpSocket>) -> any
                 NetlinkPayload::Error(err) => anyhow::bail!("sock_diag: {err:?}"),
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
                     let h = &response.header;
-                    // The crate keeps idiag_retrans only for the retransmit
-                    // timer; for keepalive it is the probes out (as `ss -o`
-                    // shows), so read it from the raw inet_diag_msg: byte 3
-                    // after the 16-byte netlink header.
-                    let retrans = bytes.get(16 + 3).copied().unwrap_or(0);
-                    let (kind, expires) = match h.timer {
-                        Some(netlink_packet_sock_diag::inet::Timer::Retransmit(d, _)) => (1, d),
-                        Some(netlink_packet_sock_diag::inet::Timer::KeepAlive(d)) => (2, d),
-                        Some(netlink_packet_sock_diag::inet::Timer::TimeWait) => {
-                            (3, Default::default())
-                        }
-                        Some(netlink_packet_sock_diag::inet::Timer::Probe(d)) => (4, d),
-                        None => (0, Default::default()),
-                    };
+                    let id = &h.socket_id;
                     out.push(TcpSocket {
-                        local: canonical(h.socket_id.source_address, h.socket_id.source_port),
-                        remote: canonical(
-                            h.socket_id.destination_address,
-                            h.socket_id.destination_port,
-                        ),
+                        local: canonical(id.source_address, id.source_port),
+                        remote: canonical(id.destination_address, id.destination_port),
                         state: h.state,
                         inode: u64::from(h.inode),
                         uid: h.uid,
-                        timer: timer_of(kind, expires.as_millis() as u32, retrans),
+                        timer: raw_timer(&bytes[..length.min(bytes.len())]),
                     });
                 }
                 _ => {}
@@ -195,24 +270,71 @@ mod tests {
 
     #[test]
     fn state_and_timer_names() {
-        assert_eq!(state_name(1), "ESTAB");
-        assert_eq!(state_name(10), "LISTEN");
+        assert_eq!(state_name(ESTABLISHED), "ESTAB");
+        assert_eq!(state_name(LISTEN), "LISTEN");
+        assert_eq!(state_name(99), "UNKNOWN");
         assert_eq!(state_by_name("established"), Some(1));
-        assert_eq!(state_by_name("time_wait"), Some(6));
+        assert_eq!(state_by_name("ESTAB"), Some(1));
+        assert_eq!(state_by_name("time_wait"), Some(TIME_WAIT));
+        assert_eq!(state_by_name("close-wait"), Some(8));
         assert_eq!(state_by_name("bogus"), None);
         assert_eq!(
-            timer_of(2, 1500, 1),
-            Some(Timer {
-                kind: TimerKind::Keepalive,
-                expires_ms: 1500,
-                count: 1
-            })
+            TimerKind::from_raw(2).map(TimerKind::name),
+            Some("keepalive")
         );
-        assert_eq!(timer_of(0, 0, 0), None);
+        assert_eq!(TimerKind::from_raw(4).map(TimerKind::name), Some("persist"));
+        assert_eq!(TimerKind::from_raw(0), None);
+        assert_eq!(TimerKind::from_raw(5), None);
+        assert_eq!(state_bit(LISTEN) & ALL_STATES, 1 << 10);
+        assert_eq!(ALL_STATES, StateFlags::all().bits());
+    }
+
+    #[test]
+    fn addresses_are_canonical_and_matched_either_way() {
         assert_eq!(
             canonical("::ffff:10.0.0.1".parse().unwrap(), 80),
             "10.0.0.1:80".parse().unwrap()
         );
+        assert_eq!(
+            canonical("::1".parse().unwrap(), 80),
+            "[::1]:80".parse().unwrap()
+        );
+        let socket = TcpSocket {
+            local: "10.0.0.1:4000".parse().unwrap(),
+            remote: "10.0.0.2:443".parse().unwrap(),
+            state: ESTABLISHED,
+            inode: 1,
+            uid: 0,
+            timer: None,
+        };
+        let mapped = Wanted::conn(
+            "[::ffff:10.0.0.1]:4000".parse().unwrap(),
+            "10.0.0.2:443".parse().unwrap(),
+        );
+        assert!(mapped.matches(&socket));
+        assert!(!Wanted::conn(socket.remote, socket.local).matches(&socket));
+        assert!(Wanted::Port(443).matches(&socket));
+        assert!(Wanted::Port(4000).matches(&socket));
+        assert!(!Wanted::Port(80).matches(&socket));
+    }
+
+    #[test]
+    fn timer_fields_from_the_raw_message() {
+        let mut message = vec![0u8; 16 + 72];
+        message[16 + 2] = 2; // keepalive
+        message[16 + 3] = 3; // probes out
+        message[16 + 52..16 + 56].copy_from_slice(&1500u32.to_ne_bytes());
+        assert_eq!(
+            raw_timer(&message),
+            Some(Timer {
+                kind: TimerKind::Keepalive,
+                expires_ms: 1500,
+                count: 3
+            })
+        );
+        message[16 + 2] = 0;
+        assert_eq!(raw_timer(&message), None);
+        assert_eq!(raw_timer(&message[..20]), None);
     }
 
     /// Runs without root: sock_diag dumps are open to every user.
@@ -220,19 +342,22 @@ mod tests {
     fn finds_our_own_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (local, remote) = (client.local_addr().unwrap(), listener.local_addr().unwrap());
         let table = dump_tcp().unwrap();
-        let local = client.local_addr().unwrap();
         let row = table
             .iter()
             .find(|s| s.local == local)
             .expect("our connection is listed");
-        assert_eq!(row.remote, listener.local_addr().unwrap());
+        assert_eq!(row.remote, remote);
         assert_eq!(state_name(row.state), "ESTAB");
         assert!(row.inode > 0);
-        assert!(
-            table
-                .iter()
-                .any(|s| s.local == listener.local_addr().unwrap() && s.state == 10)
-        );
+        assert!(table.iter().any(|s| s.local == remote && s.state == LISTEN));
+
+        let exact = find(Wanted::conn(local, remote), ALL_STATES).unwrap();
+        assert_eq!(exact.len(), 1, "{exact:?}");
+        let by_port = find(Wanted::Port(remote.port()), state_bit(ESTABLISHED)).unwrap();
+        assert_eq!(by_port.len(), 2, "both ends, no listener: {by_port:?}");
+        let listeners = find(Wanted::Port(remote.port()), state_bit(LISTEN)).unwrap();
+        assert_eq!(listeners.len(), 1, "{listeners:?}");
     }
 }
