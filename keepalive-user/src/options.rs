@@ -25,13 +25,14 @@ pub struct ValueArgs {
     #[arg(long, value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// Unanswered probes before the kernel gives up (TCP_KEEPCNT).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub count: Option<u32>,
     /// Kill the connection when data or probes go unacknowledged this long
     /// (TCP_USER_TIMEOUT; 0 turns it off). With it, TCP_KEEPCNT is ignored.
     #[arg(long = "user-timeout", value_parser = parse_duration)]
     pub user_timeout: Option<Duration>,
-    /// Turn SO_KEEPALIVE off.
+    /// Turn SO_KEEPALIVE off. Only --user-timeout may go with it (it also
+    /// bounds unacknowledged data, keepalive or not).
     #[arg(long, conflicts_with_all = ["idle", "interval", "count"])]
     pub off: bool,
 }
@@ -77,10 +78,21 @@ impl ValueArgs {
             v.cnt = Some(count);
         }
         if let Some(ut) = self.user_timeout {
+            // 0.5ms would silently become 0, which turns the timeout off.
+            if ut.subsec_nanos() % 1_000_000 != 0 {
+                return Err(usage(format!(
+                    "--user-timeout must be whole milliseconds, got {ut:?}"
+                )));
+            }
             let ms = u32::try_from(ut.as_millis())
                 .ok()
                 .filter(|ms| *ms <= i32::MAX as u32)
-                .ok_or_else(|| usage(format!("--user-timeout {ut:?} is out of range")))?;
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--user-timeout {ut:?} is out of range (at most {} ms)",
+                        i32::MAX
+                    ))
+                })?;
             v.user_timeout_ms = Some(ms);
         }
         // Probing settings without SO_KEEPALIVE do nothing: turn it on.
@@ -192,6 +204,7 @@ mod tests {
             &["--count", "0"],
             &["--count", "128"],
             &["--user-timeout", "600h"],
+            &["--user-timeout", "0.5ms"],
             &[],
         ] {
             let err = parse(bad).expect_err(&format!("{bad:?} must be refused"));
@@ -202,6 +215,15 @@ mod tests {
             "--off with values"
         );
         assert!(parse(&["--idle", "soon"]).is_err());
+        let off = parse(&["--off", "--user-timeout", "0"]).unwrap();
+        assert_eq!((off.keepalive, off.user_timeout_ms), (Some(false), Some(0)));
+        assert_eq!(
+            parse(&["--user-timeout", "2147483647ms"])
+                .unwrap()
+                .user_timeout_ms,
+            Some(i32::MAX as u32)
+        );
+        assert!(parse(&["--user-timeout", "2147483648ms"]).is_err());
     }
 
     #[test]
