@@ -400,3 +400,138 @@ fn a_reader_that_goes_away_breaks_nothing() {
         "every connection changed although nobody read the report"
     );
 }
+
+/// An LD_PRELOAD shim making `setsockopt(TCP_KEEPCNT)` fail with EPERM on
+/// sockets whose local or remote port is `$KA_FAIL_PORT`, as a security
+/// module or a cgroup/setsockopt program could. None without a C compiler.
+fn failing_keepcnt_shim() -> Option<std::path::PathBuf> {
+    const SHIM: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+static int port_of(int fd, int peer) {
+    struct sockaddr_storage ss; socklen_t len = sizeof ss;
+    if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&ss, &len)) return -1;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -1;
+}
+int setsockopt(int fd, int level, int name, const void *val, socklen_t len) {
+    static int (*real)(int, int, int, const void *, socklen_t);
+    if (!real) real = dlsym(RTLD_NEXT, "setsockopt");
+    const char *fail = getenv("KA_FAIL_PORT");
+    if (fail && level == IPPROTO_TCP && name == TCP_KEEPCNT) {
+        int port = atoi(fail);
+        if (port_of(fd, 0) == port || port_of(fd, 1) == port) { errno = EPERM; return -1; }
+    }
+    return real(fd, level, name, val, len);
+}
+"#;
+    let dir = std::env::temp_dir().join(unique_name("ka-shim"));
+    std::fs::create_dir_all(&dir).ok()?;
+    let (source, shim) = (dir.join("shim.c"), dir.join("shim.so"));
+    std::fs::write(&source, SHIM).ok()?;
+    let built = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&source)
+        .arg("-ldl")
+        .status();
+    built.is_ok_and(|s| s.success()).then_some(shim)
+}
+
+#[test]
+fn a_connection_that_refuses_a_change_is_rolled_back_and_the_rest_proceed() {
+    require_root();
+    let Some(shim) = failing_keepcnt_shim() else {
+        eprintln!("skipped: no C compiler (cc) to build the failing-setsockopt shim");
+        return;
+    };
+    let ns = NetNs::new();
+    let p = port();
+    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
+    let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}"), "--count", "2"]);
+    let refusing = client.connections()[0].clone();
+    let refusing_port = refusing["local"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let out = ns
+        .command(keepalive_bin())
+        .args([
+            "set",
+            "--pid",
+            &client.pid().to_string(),
+            "--idle",
+            "40",
+            "--count",
+            "5",
+            "--user-timeout",
+            "3s",
+            "--json",
+        ])
+        .env("LD_PRELOAD", &shim)
+        .env("KA_FAIL_PORT", &refusing_port)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(shim.parent().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a connection failed: {stderr}");
+    let report = json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(report.len(), 2, "both connections reported: {report:#?}");
+    let failed = report
+        .iter()
+        .find(|r| r["src"] == refusing["local"])
+        .unwrap();
+    let error = failed["error"].as_str().expect("an error for it");
+    assert!(error.contains("TCP_KEEPCNT"), "names the option: {error}");
+    assert!(error.ends_with("old values restored"), "{error}");
+    assert_eq!(failed["after"], failed["before"], "{failed}");
+    let changed = report
+        .iter()
+        .find(|r| r["src"] != refusing["local"])
+        .unwrap();
+    assert!(changed.get("error").is_none(), "{changed}");
+
+    let got = client.get();
+    let by_fd = |fd: &Value| got.iter().find(|g| &g["fd"] == fd).unwrap().clone();
+    let untouched = by_fd(&refusing["fd"]);
+    assert_eq!(
+        (
+            &untouched["keepalive"],
+            &untouched["idle_s"],
+            &untouched["cnt"],
+            &untouched["user_timeout_ms"]
+        ),
+        (
+            &Value::Bool(false),
+            &Value::from(7200),
+            &Value::from(9),
+            &Value::from(0)
+        ),
+        "no option left half-changed: {untouched}"
+    );
+    let other = by_fd(&client.connections()[1]["fd"]);
+    assert_eq!(
+        (
+            &other["keepalive"],
+            &other["idle_s"],
+            &other["cnt"],
+            &other["user_timeout_ms"]
+        ),
+        (
+            &Value::Bool(true),
+            &Value::from(40),
+            &Value::from(5),
+            &Value::from(3000)
+        ),
+        "{other}"
+    );
+}
