@@ -369,10 +369,16 @@ fn tiny_ring_buffer_counts_every_event_it_loses() {
         "lost lines add up to the summary"
     );
     assert!(lost > 0, "a 4 KiB ring cannot take 400 events at once");
-    assert_eq!(
+    // The ring is host-wide: an event of some other connection lost in the
+    // same burst counts as lost too, so on a busy host the sum may exceed
+    // what this port's connections emitted by a few. It may never fall short.
+    let (emitted, accounted) = (
         kernel_events(&ref_events),
         kernel_events(&tiny_events) + lost as usize,
-        "delivered + lost = what the kernel emitted (seen in full by a watcher with a large ring)"
+    );
+    assert!(
+        accounted >= emitted && accounted - emitted <= 3,
+        "delivered + lost ({accounted}) = what the kernel emitted ({emitted}, seen in full by a watcher with a large ring)"
     );
     assert!(
         kernel_events(&ref_events) >= 400,
