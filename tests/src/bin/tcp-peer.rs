@@ -17,7 +17,7 @@ use std::{
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const USAGE: &str = "usage:
-  tcp-peer listen ADDR:PORT [--keepalive IDLE,INTVL,CNT] [--user-timeout MS] [--accept N] [--v6only-off]
+  tcp-peer listen ADDR:PORT [--keepalive IDLE,INTVL,CNT] [--user-timeout MS] [--accept N] [--close-idle SECS] [--v6only-off]
   tcp-peer connect ADDR:PORT [--keepalive IDLE,INTVL,CNT] [--user-timeout MS] [--count N] [--local-port P] [--v6only-off]
 stdin commands: get | send N | close | abort (RST) | recv | exit";
 
@@ -26,6 +26,9 @@ struct Options {
     keepalive: Option<[i32; 3]>,
     user_timeout_ms: Option<i32>,
     accept: Option<usize>,
+    /// Listen mode: each accepted connection is shut down (FIN) after this
+    /// many seconds, like a server with its own idle timeout.
+    close_idle_s: Option<u64>,
     count: usize,
     local_port: Option<u16>,
     v6only_off: bool,
@@ -92,6 +95,7 @@ fn parse(args: &[String]) -> Result<(String, SocketAddr, Options), String> {
             }
             "--user-timeout" => opts.user_timeout_ms = Some(value.parse().map_err(bad)?),
             "--accept" => opts.accept = Some(value.parse().map_err(bad)?),
+            "--close-idle" => opts.close_idle_s = Some(value.parse().map_err(bad)?),
             "--count" => opts.count = value.parse().map_err(bad)?,
             "--local-port" => opts.local_port = Some(value.parse().map_err(bad)?),
             _ => return Err(format!("unknown option {flag}")),
@@ -136,14 +140,20 @@ fn listen(addr: SocketAddr, opts: &Options, conns: &Conns) -> std::io::Result<()
     let local = show(&listener.local_addr()?);
     println!(r#"{{"listening":"{local}","pid":{}}}"#, std::process::id());
     println!(r#"{{"ready":true}}"#);
-    let (limit, conns) = (opts.accept, conns.clone());
+    let (limit, close_idle_s, conns) = (opts.accept, opts.close_idle_s, conns.clone());
     std::thread::spawn(move || {
         let mut accepted = 0;
         while limit.is_none_or(|limit| accepted < limit) {
             match listener.accept() {
                 Ok((sock, _)) => {
                     accepted += 1;
-                    report(sock, &conns);
+                    let conn = report(sock, &conns);
+                    if let Some(secs) = close_idle_s {
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_secs(secs));
+                            let _ = conn.sock.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
                 }
                 Err(e) => {
                     println!(r#"{{"accept_error":"{}"}}"#, errno_name(&e));
@@ -169,13 +179,13 @@ fn connect(addr: SocketAddr, opts: &Options, conns: &Conns) -> std::io::Result<(
             sock.bind(&any.into())?;
         }
         sock.connect(&addr.into())?;
-        report(sock, conns);
+        let _ = report(sock, conns);
     }
     println!(r#"{{"ready":true}}"#);
     Ok(())
 }
 
-fn report(sock: Socket, conns: &Conns) {
+fn report(sock: Socket, conns: &Conns) -> Arc<Conn> {
     let (local, remote) = (
         sock.local_addr().map(|a| show(&a)),
         sock.peer_addr().map(|a| show(&a)),
@@ -187,10 +197,12 @@ fn report(sock: Socket, conns: &Conns) {
         remote.unwrap_or_default(),
         std::process::id()
     );
-    conns.lock().unwrap().push(Arc::new(Conn {
+    let conn = Arc::new(Conn {
         sock,
         closing: AtomicBool::new(false),
-    }));
+    });
+    conns.lock().unwrap().push(conn.clone());
+    conn
 }
 
 fn show(addr: &SockAddr) -> String {
