@@ -242,9 +242,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 if args.json {
-                    println!("{}", crate::output::record_json(&clock, &record, owner.as_ref()));
+                    crate::outln!("{}", crate::output::record_json(&clock, &record, owner.as_ref()))?;
                 } else {
-                    println!("{}", crate::output::record_line(&clock, &record, owner.as_ref(), false));
+                    crate::outln!("{}", crate::output::record_line(&clock, &record, owner.as_ref(), false))?;
                 }
                 match &record.report {
                     Report::Ack { .. } if fault_at.is_none() => {
@@ -299,9 +299,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             })
         });
         if args.json {
-            println!("{verdict}");
+            crate::outln!("{verdict}")?;
         } else if verdict["alive"] == true {
-            println!(
+            crate::outln!(
                 "verdict: the connection survived: {} probes, {} unanswered{}",
                 verdict["probes"],
                 verdict["unanswered"],
@@ -310,25 +310,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                         format!(" (idle {idle_s}s < the middlebox's {secs}s: keepalive kept the flow alive)"),
                     _ => String::new(),
                 }
-            );
+            )?;
         } else if verdict["reason"] == "reset" {
-            println!(
+            crate::outln!(
                 "verdict: the peer's kernel reset the connection at probe #{} (the peer had rebooted)",
                 verdict["after_probe"]
-            );
+            )?;
         } else {
             let secs = |v: &serde_json::Value| v.as_u64().map_or("?".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
             if let Fault::Middlebox(cut) = fault {
-                println!(
+                crate::outln!(
                     "verdict: the middlebox forgot the flow after {cut}s idle, before the first probe at idle {idle_s}s: set TCP_KEEPIDLE below {cut}s"
-                );
+                )?;
             }
-            println!(
+            crate::outln!(
                 "verdict: dead peer detected after {} ({} timeout, settings predict {})",
                 secs(&verdict["detected_ms"]),
                 verdict["reason"].as_str().unwrap_or(""),
                 secs(&verdict["predicted_ms"])
-            );
+            )?;
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -305,12 +305,12 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
 
     let missing: Vec<&Check> = checks.iter().filter(|c| c.required && !c.ok).collect();
     if args.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({"ok": missing.is_empty(), "kernel": kernel_release(), "checks": checks})
-        );
+        )?;
     } else {
-        println!("keepalive doctor: Linux {}", kernel_release());
+        crate::outln!("keepalive doctor: Linux {}", kernel_release())?;
         let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(10);
         for c in &checks {
             let mark = match (c.ok, c.required) {
@@ -319,16 +319,16 @@ pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
                 (false, false) => "absent ",
             };
             let detail = c.detail.lines().next().unwrap_or("");
-            println!("  {mark}  {:<width$}  {detail}", c.check);
+            crate::outln!("  {mark}  {:<width$}  {detail}", c.check)?;
             if !c.ok && !c.without_it.is_empty() {
-                println!("           {:<width$}  without it: {}", "", c.without_it);
+                crate::outln!("           {:<width$}  without it: {}", "", c.without_it)?;
             }
         }
         if missing.is_empty() {
-            println!("core hooks work: `keepalive watch` can run here");
+            crate::outln!("core hooks work: `keepalive watch` can run here")?;
         } else {
             let names: Vec<&str> = missing.iter().map(|c| c.check.as_str()).collect();
-            println!("missing: {}", names.join(", "));
+            crate::outln!("missing: {}", names.join(", "))?;
         }
     }
     Ok(if missing.is_empty() {

@@ -10,6 +10,19 @@ use crate::{
     timeline::{Record, Report},
 };
 
+/// `println!` that hands back the error instead of panicking when stdout is
+/// gone (`keepalive discover ... | head -3`), so the caller's cleanup runs.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, $($arg)*)
+            .and_then(|()| out.flush())
+            .map_err(|e| anyhow::Error::new(e).context("writing to stdout"))
+    }};
+}
+
 /// Turns the kernel's CLOCK_MONOTONIC timestamps into wall-clock time.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {

@@ -370,9 +370,9 @@ impl Discovery {
             self.started.elapsed(),
         );
         if self.args.json {
-            println!("{}", finding.json());
+            crate::outln!("{}", finding.json())?;
         } else {
-            println!("{}", finding.text());
+            crate::outln!("{}", finding.text())?;
         }
         let lost = self.watcher.summary().lost;
         if lost > 0 {
@@ -430,16 +430,16 @@ impl Discovery {
                         continue;
                     }
                     if self.args.json {
-                        println!(
+                        crate::outln!(
                             "{}",
                             crate::output::record_json(&self.clock, &record, owner.as_ref())
-                        );
+                        )?;
                     }
-                    self.on_record(&record);
+                    self.on_record(&record)?;
                 }
                 Item::Lost { ts_ns, count } => {
                     if self.args.json {
-                        println!("{}", crate::output::lost_json(&self.clock, ts_ns, count));
+                        crate::outln!("{}", crate::output::lost_json(&self.clock, ts_ns, count))?;
                     }
                 }
             }
@@ -447,14 +447,14 @@ impl Discovery {
         Ok(())
     }
 
-    fn on_record(&mut self, record: &Record) {
+    fn on_record(&mut self, record: &Record) -> anyhow::Result<()> {
         let Some(trial) = self.trials.get_mut(&record.conn) else {
-            return;
+            return Ok(());
         };
         let how = match &record.report {
             Report::Probe { idle_ms, .. } => {
                 trial.first_probe.get_or_insert((record.ts_ns, *idle_ms));
-                return;
+                return Ok(());
             }
             Report::Ack { n, rtt_us } => (How::Answered, Some(*n), Some(*rtt_us)),
             Report::Timeout { probes, .. } => (How::Unanswered, Some(*probes), None),
@@ -462,9 +462,9 @@ impl Discovery {
                 after_probe: Some(n),
             } => (How::Reset, Some(*n), None),
             Report::Reset { after_probe: None } => (How::ResetWhileIdle, None, None),
-            Report::Unanswered { .. } | Report::OptionsSet { .. } => return,
+            Report::Unanswered { .. } | Report::OptionsSet { .. } => return Ok(()),
         };
-        self.settle(record.conn, how.0, how.1, how.2, record.ts_ns);
+        self.settle(record.conn, how.0, how.1, how.2, record.ts_ns)
     }
 
     /// Records a trial's answer, shows it and lets its connection go.
@@ -475,9 +475,9 @@ impl Discovery {
         probe: Option<u32>,
         rtt_us: Option<u64>,
         at_ns: u64,
-    ) {
+    ) -> anyhow::Result<()> {
         let Some(mut trial) = self.trials.remove(&conn) else {
-            return;
+            return Ok(());
         };
         trial.close(if how.survived() {
             Close::Graceful
@@ -507,12 +507,12 @@ impl Discovery {
         );
         self.progress.clear();
         if self.args.json {
-            println!("{}", evidence.json());
+            crate::outln!("{}", evidence.json())?;
         } else {
-            println!("{}", evidence.line());
+            crate::outln!("{}", evidence.line())?;
         }
-        let _ = std::io::stdout().flush();
         self.evidence.push(evidence);
+        Ok(())
     }
 
     fn on_socket(&mut self, conn: Conn, signal: SocketSignal) -> anyhow::Result<()> {
@@ -538,7 +538,7 @@ impl Discovery {
     fn on_tick(&mut self) -> anyhow::Result<()> {
         if let Some(Item::Lost { ts_ns, count }) = self.watcher.poll_lost()? {
             if self.args.json {
-                println!("{}", crate::output::lost_json(&self.clock, ts_ns, count));
+                crate::outln!("{}", crate::output::lost_json(&self.clock, ts_ns, count))?;
             }
             log::warn!("{count} events lost: the ring buffer was full");
         }
@@ -569,8 +569,7 @@ impl Discovery {
             .and_then(std::io::Error::raw_os_error)
         {
             Some(libc::ETIMEDOUT) => {
-                self.settle(conn, How::Unanswered, None, None, now_ns);
-                return Ok(());
+                return self.settle(conn, How::Unanswered, None, None, now_ns);
             }
             Some(libc::ECONNRESET) => {
                 let how = if trial.first_probe.is_some() {
@@ -578,8 +577,7 @@ impl Discovery {
                 } else {
                     How::ResetWhileIdle
                 };
-                self.settle(conn, how, None, None, now_ns);
-                return Ok(());
+                return self.settle(conn, how, None, None, now_ns);
             }
             _ => {}
         }
