@@ -16,6 +16,10 @@ use serde_json::Value;
 
 const PORT: u16 = 8080;
 
+/// What the firewall does with a segment of a flow it has forgotten.
+const DROP: &str = "drop";
+const RESET: &str = "reject with tcp reset";
+
 /// A server in `pair.b` behind a firewall that forgets flows idle
 /// `timeout_s` (None: no firewall at all).
 struct Lab {
@@ -26,12 +30,18 @@ struct Lab {
 
 impl Lab {
     fn new(timeout_s: Option<u32>, server_args: &[&str]) -> Self {
+        Self::with_firewall(timeout_s, DROP, server_args)
+    }
+
+    fn with_firewall(timeout_s: Option<u32>, forgotten: &str, server_args: &[&str]) -> Self {
         let pair = VethPair::new();
         let firewall = timeout_s.map(|secs| {
             // The rule loads conntrack in the namespace; its sysctls exist from then on.
             let nft = Nft::new(
                 &pair.b,
-                "table inet ka_middlebox {\n  chain in {\n    type filter hook input priority 0; policy accept;\n    ct state invalid drop\n  }\n}\n",
+                &format!(
+                    "table inet ka_middlebox {{\n  chain in {{\n    type filter hook input priority 0; policy accept;\n    ct state invalid {forgotten}\n  }}\n}}\n"
+                ),
             );
             pair.b.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0");
             pair.b.sysctl(
@@ -173,6 +183,25 @@ fn finds_an_8_second_middlebox_timeout() {
     let lab = Lab::new(Some(8), &[]);
     let result = discover_result(&lab, &["--max", "20", "--parallel", "4"]);
     assert_bracket_contains(&result, 8);
+}
+
+#[test]
+fn a_firewall_that_resets_forgotten_flows() {
+    require_root();
+    let lab = Lab::with_firewall(Some(4), RESET, &[]);
+    let result = discover_result(&lab, &["--max", "10"]);
+    assert_bracket_contains(&result, 4);
+    let cut: Vec<&Value> = result["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["outcome"] == "cut")
+        .collect();
+    assert!(!cut.is_empty(), "{result}");
+    assert!(
+        cut.iter().all(|t| t["how"] == "reset" && t["probe"] == 1),
+        "the first probe was answered with RST: {result}"
+    );
 }
 
 #[test]
