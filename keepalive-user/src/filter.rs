@@ -89,6 +89,44 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
     }
 }
 
+/// `--port`, `--src`, `--dst` and `--pid`, as watch and ls take them.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ConnFilterArgs {
+    /// Only connections with this port at either end (repeatable).
+    #[arg(long = "port", value_parser = parse_port)]
+    pub ports: Vec<u16>,
+    /// Only connections whose local address is in this prefix (repeatable).
+    #[arg(long)]
+    pub src: Vec<Cidr>,
+    /// Only connections whose peer address is in this prefix (repeatable).
+    #[arg(long)]
+    pub dst: Vec<Cidr>,
+    /// Only connections held by this process.
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+impl ConnFilterArgs {
+    /// The address and port part; `--pid` is matched against socket holders.
+    pub fn filter(&self) -> ConnFilter {
+        ConnFilter {
+            ports: self.ports.clone(),
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+        }
+    }
+
+    /// `--pid` must name a running process (a usage error otherwise).
+    pub fn checked_pid(&self) -> anyhow::Result<Option<u32>> {
+        match self.pid {
+            Some(pid) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => {
+                Err(crate::cli::usage(format!("--pid {pid}: no such process")))
+            }
+            pid => Ok(pid),
+        }
+    }
+}
+
 /// The connection filters shared by watch, ls and set.
 #[derive(Debug, Clone, Default)]
 pub struct ConnFilter {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::{
     cli::usage,
     events::{Config, Conn},
-    filter::{Cidr, ConnFilter, parse_port},
+    filter::ConnFilterArgs,
     output::config_json,
     owner_cache::{Holder, socket_holders},
     remote_fd::Process,
@@ -24,18 +24,8 @@ use crate::{
 
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
-    /// Only connections with this port at either end (repeatable).
-    #[arg(long = "port", value_parser = parse_port)]
-    pub ports: Vec<u16>,
-    /// Only connections whose local address is in this prefix (repeatable).
-    #[arg(long)]
-    pub src: Vec<Cidr>,
-    /// Only connections whose peer address is in this prefix (repeatable).
-    #[arg(long)]
-    pub dst: Vec<Cidr>,
-    /// Only connections held by this process.
-    #[arg(long)]
-    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub conns: ConnFilterArgs,
     /// Only this TCP state (established, listen, time-wait, close-wait, ...).
     /// By default every state but LISTEN and TIME-WAIT.
     #[arg(long)]
@@ -199,16 +189,8 @@ pub fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
             sockdiag::ALL_STATES & !sockdiag::state_bit(LISTEN) & !sockdiag::state_bit(TIME_WAIT)
         }
     };
-    if let Some(pid) = args.pid
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-    {
-        return Err(usage(format!("--pid {pid}: no such process")));
-    }
-    let filter = ConnFilter {
-        ports: args.ports.clone(),
-        src: args.src.clone(),
-        dst: args.dst.clone(),
-    };
+    let pid = args.conns.checked_pid()?;
+    let filter = args.conns.filter();
     let holders = socket_holders();
     let mut sockets: Vec<TcpSocket> = sockdiag::dump_tcp_states(mask)?
         .into_iter()
@@ -218,7 +200,7 @@ pub fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
                 remote: s.remote,
             })
         })
-        .filter(|s| args.pid.is_none() || holders.get(&s.inode).map(|h| h.owner.pid) == args.pid)
+        .filter(|s| pid.is_none() || holders.get(&s.inode).map(|h| h.owner.pid) == pid)
         .collect();
     sockets.sort_by_key(|s| (s.local, s.remote));
     let mut reader = SettingsReader::default();

@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 use crate::{
     cli::{parse_duration, usage},
     events::{self, Config, KernelEvent},
-    filter::{Cidr, ConnFilter, parse_port},
+    filter::{ConnFilter, ConnFilterArgs},
     kernel::{LoadOptions, Observer, loader::LostCounter},
     options::ValueArgs,
     output::{self, Clock, Owner},
@@ -26,18 +26,8 @@ use crate::{
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct WatchArgs {
-    /// Only connections with this port at either end (repeatable).
-    #[arg(long = "port", value_parser = parse_port)]
-    pub ports: Vec<u16>,
-    /// Only connections whose local address is in this prefix (repeatable).
-    #[arg(long)]
-    pub src: Vec<Cidr>,
-    /// Only connections whose peer address is in this prefix (repeatable).
-    #[arg(long)]
-    pub dst: Vec<Cidr>,
-    /// Only connections held by this process.
-    #[arg(long)]
-    pub pid: Option<u32>,
+    #[command(flatten)]
+    pub conns: ConnFilterArgs,
     /// Attach to this cgroup v2 directory instead of the root (all of the host).
     #[arg(long)]
     pub cgroup: Option<PathBuf>,
@@ -239,11 +229,7 @@ impl Printer {
 }
 
 fn validate(args: &WatchArgs) -> anyhow::Result<()> {
-    if let Some(pid) = args.pid
-        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-    {
-        return Err(usage(format!("--pid {pid}: no such process")));
-    }
+    args.conns.checked_pid()?;
     if let Some(bytes) = args.ring_bytes
         && (bytes < 4096 || !bytes.is_power_of_two())
     {
@@ -279,11 +265,14 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         || args.values.user_timeout.is_some()
         || args.values.off;
     if args.apply {
-        if args.ports.len() > 1 || args.dst.len() > 1 {
+        if args.conns.ports.len() > 1 || args.conns.dst.len() > 1 {
             return Err(usage("--apply takes at most one --port and one --dst"));
         }
         let values = args.values.values()?;
-        load.policy = values.to_policy(args.ports.first().copied(), args.dst.first().copied());
+        load.policy = values.to_policy(
+            args.conns.ports.first().copied(),
+            args.conns.dst.first().copied(),
+        );
         banner = format!("; applying {} to new connections", values.describe());
     } else if values_given {
         return Err(usage(
@@ -292,12 +281,8 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     }
     let session = Session {
         load,
-        filter: ConnFilter {
-            ports: args.ports,
-            src: args.src,
-            dst: args.dst,
-        },
-        pid: args.pid,
+        filter: args.conns.filter(),
+        pid: args.conns.pid,
         json: args.json,
         duration: args.duration,
         banner,

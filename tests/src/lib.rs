@@ -9,6 +9,7 @@
 mod bpf;
 mod netns;
 mod peer;
+mod run;
 mod watch;
 
 use std::{
@@ -22,6 +23,7 @@ use std::{
 pub use bpf::{cgroup_links_of_ours, ebpf_programs_of_ours, links_owned_by, programs_owned_by};
 pub use netns::{NetNs, Nft, VethPair};
 pub use peer::Peer;
+pub use run::{json_lines, keepalive_settings, run_keepalive, run_keepalive_in, unique_port};
 pub use watch::Watch;
 
 /// Panics unless running as root, naming the command that arranges it.

@@ -89,13 +89,6 @@ impl Lab {
     }
 }
 
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
 /// Runs discover --json and returns its final result, checking that the
 /// evidence agrees with the trial lines streamed before it.
 fn discover_result(lab: &Lab, args: &[&str]) -> Value {
@@ -104,7 +97,7 @@ fn discover_result(lab: &Lab, args: &[&str]) -> Value {
     let out = lab.discover(&lab.target(), &full);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
-    let lines = json_lines(&out);
+    let lines = json_lines(&String::from_utf8_lossy(&out.stdout));
     let result = lines.last().cloned().expect("a result line");
     assert_eq!(result["event"], "result", "{result}");
     assert_eq!(result["complete"], true, "{result}");

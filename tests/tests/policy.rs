@@ -3,34 +3,16 @@
 //!
 //! Needs root: run through `cargo xtask test`.
 
-use std::{
-    sync::atomic::{AtomicU16, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use keepalive_tests::*;
 use serde_json::Value;
-
-fn port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 40000 + (std::process::id() % 2000) as u16 * 10;
-    base + NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn settings(v: &Value) -> (bool, u64, u64, u64) {
-    (
-        v["keepalive"].as_bool().unwrap_or(false),
-        v["idle_s"].as_u64().unwrap_or(0),
-        v["intvl_s"].as_u64().unwrap_or(0),
-        v["cnt"].as_u64().unwrap_or(0),
-    )
-}
 
 #[test]
 fn new_connections_get_the_policy_and_old_ones_do_not() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let mut before = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
     let policy = Watch::spawn_command(&[
@@ -52,13 +34,13 @@ fn new_connections_get_the_policy_and_old_ones_do_not() {
         .expect("an options_set event for the new connection");
     assert_eq!(applied["result"], 0, "{applied}");
     assert_eq!(
-        settings(&applied["config"]),
+        keepalive_settings(&applied["config"]),
         (true, 2, 1, 4),
         "values read back in the kernel: {applied}"
     );
     let new_values = after.get();
     assert_eq!(
-        settings(&new_values[0]),
+        keepalive_settings(&new_values[0]),
         (true, 2, 1, 4),
         "the process reads the policy's values: {new_values:?}"
     );
@@ -83,7 +65,7 @@ fn new_connections_get_the_policy_and_old_ones_do_not() {
 fn watch_apply_sets_and_observes_in_one_command() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let watch = Watch::spawn(&[
         "--port",
         &p.to_string(),
@@ -103,7 +85,11 @@ fn watch_apply_sets_and_observes_in_one_command() {
             v["event"] == "probe" && v["src"] == local
         })
         .expect("the client, which set no keepalive itself, now probes");
-    assert_eq!(settings(&probe["config"]), (true, 1, 1, 2), "{probe}");
+    assert_eq!(
+        keepalive_settings(&probe["config"]),
+        (true, 1, 1, 2),
+        "{probe}"
+    );
     let idle = probe["idle_ms"].as_u64().unwrap();
     assert!(
         (900..=1300).contains(&idle),

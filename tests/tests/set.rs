@@ -4,52 +4,21 @@
 //!
 //! Needs root: run through `cargo xtask test`.
 
-use std::{
-    process::Command,
-    sync::atomic::{AtomicU16, Ordering},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use keepalive_tests::*;
 use serde_json::Value;
-
-fn port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 30000 + (std::process::id() % 2000) as u16 * 10;
-    base + NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn settings(v: &Value) -> (bool, u64, u64, u64) {
-    (
-        v["keepalive"].as_bool().unwrap_or(false),
-        v["idle_s"].as_u64().unwrap_or(0),
-        v["intvl_s"].as_u64().unwrap_or(0),
-        v["cnt"].as_u64().unwrap_or(0),
-    )
-}
-
-fn keepalive(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(keepalive_bin())
-        .args(args)
-        .output()
-        .expect("run keepalive");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}"), "--count", "2"]);
     let watch = Watch::spawn(&["--port", &p.to_string()]);
     let pid = client.pid().to_string();
-    let (code, stdout, stderr) = keepalive(&[
+    let (code, stdout, stderr) = run_keepalive(&[
         "set",
         "--pid",
         &pid,
@@ -68,12 +37,12 @@ fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
         .collect();
     assert_eq!(changed.len(), 2, "both connections: {stdout}");
     for c in &changed {
-        assert_eq!(settings(&c["after"]), (true, 1, 1, 3), "{c}");
+        assert_eq!(keepalive_settings(&c["after"]), (true, 1, 1, 3), "{c}");
         assert_eq!(c["before"]["keepalive"], false);
     }
     for got in client.get() {
         assert_eq!(
-            settings(&got),
+            keepalive_settings(&got),
             (true, 1, 1, 3),
             "the process reads the new values: {got}"
         );
@@ -95,7 +64,7 @@ fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
         2,
         "probes every second after the change: {probes:#?}"
     );
-    assert_eq!(settings(&probes[0]["config"]), (true, 1, 1, 3));
+    assert_eq!(keepalive_settings(&probes[0]["config"]), (true, 1, 1, 3));
     assert_eq!(probes[0]["pid"], client.pid());
 }
 
@@ -103,11 +72,11 @@ fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
 fn fd_target_changes_only_that_socket() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}"), "--count", "2"]);
     let fd = client.connections()[1]["fd"].to_string();
-    let (code, _, stderr) = keepalive(&[
+    let (code, _, stderr) = run_keepalive(&[
         "set",
         "--pid",
         &client.pid().to_string(),
@@ -123,7 +92,7 @@ fn fd_target_changes_only_that_socket() {
     let by_fd = |fd: &Value| got.iter().find(|g| &g["fd"] == fd).unwrap().clone();
     let changed = by_fd(&client.connections()[1]["fd"]);
     let untouched = by_fd(&client.connections()[0]["fd"]);
-    assert!(settings(&changed).0);
+    assert!(keepalive_settings(&changed).0);
     assert_eq!(changed["idle_s"], 30);
     assert_eq!(changed["user_timeout_ms"], 5000);
     assert_eq!(
@@ -137,10 +106,10 @@ fn fd_target_changes_only_that_socket() {
 fn dry_run_changes_nothing() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
-    let (code, stdout, stderr) = keepalive(&[
+    let (code, stdout, stderr) = run_keepalive(&[
         "set",
         "--pid",
         &client.pid().to_string(),
@@ -157,7 +126,7 @@ fn dry_run_changes_nothing() {
 fn bad_targets_and_values_change_nothing() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let listener = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
     let udp = ChildGuard(
@@ -210,7 +179,7 @@ fn bad_targets_and_values_change_nothing() {
         (vec!["set", "--pid", &client_pid], "no value to set"),
     ];
     for (args, expect) in cases {
-        let (code, _, stderr) = keepalive(&args);
+        let (code, _, stderr) = run_keepalive(&args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         let first = stderr.lines().next().unwrap_or("");
         assert!(
@@ -235,7 +204,7 @@ fn bad_targets_and_values_change_nothing() {
 fn port_and_conn_targets_find_the_owners() {
     require_root();
     let ns = NetNs::new();
-    let (p, other) = (port(), port());
+    let (p, other) = (unique_port(), unique_port());
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let _other_server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{other}")]);
     let mut target = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);

@@ -8,42 +8,11 @@
 
 use std::{
     process::Stdio,
-    sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
 
 use keepalive_tests::*;
 use serde_json::Value;
-
-fn port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 50000 + (std::process::id() % 1000) as u16 * 10;
-    base + NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Runs `keepalive ARGS` inside `ns`: (exit code, stdout, stderr).
-fn keepalive_in(ns: &NetNs, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = ns
-        .command(keepalive_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run keepalive");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
-}
-
-fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
-}
 
 /// `ss -o` timer text in milliseconds: `164ms`, `1.124ms` (1 s 124 ms),
 /// `12sec`, `1min5.123ms`, `117min` (iproute2's print_ms_timer).
@@ -96,7 +65,7 @@ fn ss_timer_text_parses() {
 fn ls_agrees_with_ss_on_unanswered_probes() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let client = Peer::spawn_in(
         &ns,
@@ -120,7 +89,7 @@ fn ls_agrees_with_ss_on_unanswered_probes() {
     loop {
         let ss_before = ss_keepalive_timer(&ns, &local, &remote);
         let (code, stdout, stderr) =
-            keepalive_in(&ns, &["ls", "--json", "--pid", &client.pid().to_string()]);
+            run_keepalive_in(&ns, &["ls", "--json", "--pid", &client.pid().to_string()]);
         let ss_after = ss_keepalive_timer(&ns, &local, &remote);
         assert_eq!(code, Some(0), "{stderr}");
         let rows = json_lines(&stdout);
@@ -150,7 +119,7 @@ fn ls_agrees_with_ss_on_unanswered_probes() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Human mode: the same probes out, columns lined up.
-    let (code, stdout, _) = keepalive_in(&ns, &["ls", "--port", &p.to_string()]);
+    let (code, stdout, _) = run_keepalive_in(&ns, &["ls", "--port", &p.to_string()]);
     assert_eq!(code, Some(0));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "header and both ends: {stdout}");
@@ -174,7 +143,7 @@ fn ls_agrees_with_ss_on_unanswered_probes() {
 fn ls_filters_and_states() {
     require_root();
     let ns = NetNs::new();
-    let (p, other) = (port(), port());
+    let (p, other) = (unique_port(), unique_port());
     let server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let _other_server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{other}")]);
     let client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
@@ -184,16 +153,17 @@ fn ls_filters_and_states() {
         .unwrap()
         .to_owned();
 
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--json"]);
+    let (_, stdout, _) = run_keepalive_in(&ns, &["ls", "--json"]);
     assert_eq!(json_lines(&stdout).len(), 4, "two connections, both ends");
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--json", "--port", &p.to_string()]);
+    let (_, stdout, _) = run_keepalive_in(&ns, &["ls", "--json", "--port", &p.to_string()]);
     assert_eq!(json_lines(&stdout).len(), 2, "{stdout}");
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--json", "--pid", &client.pid().to_string()]);
+    let (_, stdout, _) =
+        run_keepalive_in(&ns, &["ls", "--json", "--pid", &client.pid().to_string()]);
     let rows = json_lines(&stdout);
     assert_eq!(rows.len(), 1, "{stdout}");
     assert_eq!(rows[0]["src"], local.as_str());
     assert_eq!(rows[0]["comm"], "tcp-peer");
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--json", "--state", "listen"]);
+    let (_, stdout, _) = run_keepalive_in(&ns, &["ls", "--json", "--state", "listen"]);
     let listeners = json_lines(&stdout);
     assert_eq!(listeners.len(), 2, "{stdout}");
     assert!(
@@ -201,13 +171,13 @@ fn ls_filters_and_states() {
             .iter()
             .any(|l| l["pid"] == server.pid() && l["state"] == "LISTEN")
     );
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--state", "listen"]);
+    let (_, stdout, _) = run_keepalive_in(&ns, &["ls", "--state", "listen"]);
     assert!(stdout.contains("0.0.0.0:*"), "ss-style peer: {stdout}");
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--json", "--src", "127.0.0.0/8"]);
+    let (_, stdout, _) = run_keepalive_in(&ns, &["ls", "--json", "--src", "127.0.0.0/8"]);
     assert_eq!(json_lines(&stdout).len(), 4, "every socket is on 127.0.0.1");
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--json", "--dst", "10.0.0.0/8"]);
+    let (_, stdout, _) = run_keepalive_in(&ns, &["ls", "--json", "--dst", "10.0.0.0/8"]);
     assert!(stdout.is_empty(), "{stdout}");
-    let (code, stdout, _) = keepalive_in(&ns, &["ls", "--port", "9"]);
+    let (code, stdout, _) = run_keepalive_in(&ns, &["ls", "--port", "9"]);
     assert_eq!(code, Some(0));
     assert_eq!(stdout.lines().count(), 1, "header only: {stdout}");
     for (args, expect) in [
@@ -216,7 +186,7 @@ fn ls_filters_and_states() {
         (vec!["ls", "--port", "70000"], "70000"),
         (vec!["ls", "--dst", "10.0.0.0/40"], "prefix length"),
     ] {
-        let (code, _, stderr) = keepalive_in(&ns, &args);
+        let (code, _, stderr) = run_keepalive_in(&ns, &args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         // One line saying what is wrong (clap adds a hint about --help).
         let first = stderr.lines().next().unwrap_or("");
@@ -244,13 +214,13 @@ fn ls_filters_and_states() {
 fn ipv6_and_mapped_connections_are_set_as_ls_shows_them() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let mut server = Peer::spawn_in(&ns, &["listen", &format!("[::]:{p}"), "--v6only-off"]);
     let mut v6 = Peer::spawn_in(&ns, &["connect", &format!("[::1]:{p}")]);
     let _v4 = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
     server.wait_connections(2, Duration::from_secs(5));
 
-    let (code, stdout, stderr) = keepalive_in(&ns, &["ls", "--json", "--port", &p.to_string()]);
+    let (code, stdout, stderr) = run_keepalive_in(&ns, &["ls", "--json", "--port", &p.to_string()]);
     assert_eq!(code, Some(0), "{stderr}");
     let rows = json_lines(&stdout);
     assert_eq!(rows.len(), 4, "{rows:#?}");
@@ -264,7 +234,7 @@ fn ipv6_and_mapped_connections_are_set_as_ls_shows_them() {
     );
 
     // The server's end of the IPv4 connection, named as ls shows it.
-    let (code, stdout, stderr) = keepalive_in(
+    let (code, stdout, stderr) = run_keepalive_in(
         &ns,
         &[
             "set",
@@ -294,7 +264,7 @@ fn ipv6_and_mapped_connections_are_set_as_ls_shows_them() {
         "the IPv6 one is untouched"
     );
 
-    let (code, _, stderr) = keepalive_in(
+    let (code, _, stderr) = run_keepalive_in(
         &ns,
         &[
             "set",
@@ -319,7 +289,7 @@ fn ipv6_and_mapped_connections_are_set_as_ls_shows_them() {
 fn one_socket_held_by_two_descriptors_is_changed_once() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let holder = ChildGuard(
         ns.command("python3")
@@ -338,14 +308,14 @@ fn one_socket_held_by_two_descriptors_is_changed_once() {
             .expect("python3 holding a socket twice"),
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while keepalive_in(&ns, &["ls", "--json", "--pid", &holder.pid().to_string()])
+    while run_keepalive_in(&ns, &["ls", "--json", "--pid", &holder.pid().to_string()])
         .1
         .is_empty()
     {
         assert!(Instant::now() < deadline, "python3 never connected");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (code, stdout, stderr) = keepalive_in(
+    let (code, stdout, stderr) = run_keepalive_in(
         &ns,
         &[
             "set",
@@ -360,7 +330,8 @@ fn one_socket_held_by_two_descriptors_is_changed_once() {
     let changed = json_lines(&stdout);
     assert_eq!(changed.len(), 1, "one socket, one change: {stdout}");
     assert_eq!(changed[0]["after"]["idle_s"], 13);
-    let (_, stdout, _) = keepalive_in(&ns, &["ls", "--json", "--pid", &holder.pid().to_string()]);
+    let (_, stdout, _) =
+        run_keepalive_in(&ns, &["ls", "--json", "--pid", &holder.pid().to_string()]);
     assert_eq!(json_lines(&stdout)[0]["config"]["idle_s"], 13);
 }
 
@@ -368,7 +339,7 @@ fn one_socket_held_by_two_descriptors_is_changed_once() {
 fn a_reader_that_goes_away_breaks_nothing() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}"), "--count", "3"]);
     let closed_stdout = |args: &[&str]| {
@@ -452,7 +423,7 @@ fn a_connection_that_refuses_a_change_is_rolled_back_and_the_rest_proceed() {
         return;
     };
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}"), "--count", "2"]);
     let refusing = client.connections()[0].clone();

@@ -6,21 +6,10 @@
 //! cgroup v2 root and see every namespace, so each test filters on its own
 //! ports.
 
-use std::{
-    sync::atomic::{AtomicU16, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use keepalive_tests::*;
 use serde_json::Value;
-
-/// Ports unique to this test binary run, so parallel tests never see each
-/// other's connections.
-fn port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20000 + (std::process::id() % 2000) as u16 * 10;
-    base + NEXT.fetch_add(1, Ordering::Relaxed)
-}
 
 fn event(v: &Value) -> &str {
     v["event"].as_str().unwrap_or("")
@@ -65,7 +54,7 @@ fn config_of(v: &Value) -> (u64, u64, u64, u64) {
 fn healthy_idle_connection_probes_are_answered() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let watch = watch_port(p, &[]);
     let pair = pair(
         &ns,
@@ -122,7 +111,7 @@ fn healthy_idle_connection_probes_are_answered() {
 fn blackholed_peer_is_declared_dead_after_idle_plus_count_intervals() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let watch = watch_port(p, &[]);
     let mut pair = pair(
         &ns,
@@ -166,7 +155,7 @@ fn blackholed_peer_is_declared_dead_after_idle_plus_count_intervals() {
 fn rebooted_peer_answers_the_next_probe_with_a_reset() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let watch = watch_port(p, &[]);
     let mut pair = pair(
         &ns,
@@ -195,7 +184,7 @@ fn rebooted_peer_answers_the_next_probe_with_a_reset() {
 fn ipv6_and_ipv4_mapped_connections() {
     require_root();
     let ns = NetNs::new();
-    let (p6, p4) = (port(), port());
+    let (p6, p4) = (unique_port(), unique_port());
     let watch = Watch::spawn(&["--port", &p6.to_string(), "--port", &p4.to_string()]);
     let v6 = pair(
         &ns,
@@ -244,7 +233,7 @@ fn ipv6_and_ipv4_mapped_connections() {
 fn connection_established_before_watch_is_observed_with_its_settings() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let pair = pair(
         &ns,
         &format!("127.0.0.1:{p}"),
@@ -270,7 +259,7 @@ fn connection_established_before_watch_is_observed_with_its_settings() {
 fn user_timeout_shorter_than_keepalive_budget_is_named() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let watch = watch_port(p, &[]);
     let pair = pair(
         &ns,
@@ -295,7 +284,7 @@ fn user_timeout_shorter_than_keepalive_budget_is_named() {
 fn zero_window_probes_and_pure_acks_are_not_keepalive_probes() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let watch = watch_port(p, &[]);
     // The server never reads: the client's data fills its window, and the
     // client sends zero-window probes (same shape as keepalive probes).
@@ -334,7 +323,7 @@ fn tiny_ring_buffer_counts_every_event_it_loses() {
     require_root();
     let ns = NetNs::new();
     ns.sysctl("net.ipv4.ip_local_port_range", "20000 60000");
-    let p = port();
+    let p = unique_port();
     // Two hundred connections whose first probes leave in the same tick.
     let pair = pair(
         &ns,
@@ -403,7 +392,7 @@ fn assert_nothing_of_pid_left(pid: u32) {
 fn interrupt_terminate_and_kill_leave_nothing_attached() {
     require_root();
     for stop in ["SIGINT", "SIGTERM", "SIGKILL"] {
-        let watch = Watch::spawn(&["--port", &port().to_string()]);
+        let watch = Watch::spawn(&["--port", &unique_port().to_string()]);
         let pid = watch.pid();
         assert!(
             !programs_owned_by(pid).is_empty(),
@@ -462,7 +451,7 @@ fn bad_input_is_refused_before_anything_is_attached() {
 fn pid_filter_keeps_only_that_process_connections() {
     require_root();
     let ns = NetNs::new();
-    let p = port();
+    let p = unique_port();
     let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
     let target = Peer::spawn_in(
         &ns,
