@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's build, run and test entry points. One module
 //! per subcommand; each step says what it does on stderr.
 
+mod bench;
 mod build;
 mod run;
 mod setup;
@@ -30,6 +31,12 @@ enum Command {
     /// Set up, run the unit tests, then the integration tests as root, one
     /// test thread per binary (XTASK_TEST_THREADS=N to change).
     Test(test::TestArgs),
+    /// Set up, build (release), then measure the observer's overhead and
+    /// capacity as root and write BENCHMARKS.md (takes about 8 minutes).
+    Bench(bench::BenchArgs),
+    /// Holds idle keepalive connections for `bench` (started by it).
+    #[command(hide = true)]
+    BenchHold(bench::HoldArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +46,8 @@ fn main() -> ExitCode {
         Command::Build(args) => build::run(&args).map(|_| ExitCode::SUCCESS),
         Command::Run(args) => run::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::BenchHold(args) => bench::hold(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
