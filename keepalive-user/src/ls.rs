@@ -166,7 +166,7 @@ fn json_row(socket: &TcpSocket, holder: Option<&Holder>, config: Option<&Config>
     });
     if let Some(h) = holder {
         v["pid"] = json!(h.owner.pid);
-        v["comm"] = json!(h.owner.comm);
+        v["comm"] = json!(&*h.owner.comm);
         v["fd"] = json!(h.fd);
     }
     if let Some(c) = config {

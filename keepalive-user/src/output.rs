@@ -1,12 +1,14 @@
 //! Rendering records for people (aligned lines, colour on a TTY) and for
 //! scripts (one JSON object per line; the field names are a contract).
 
+use std::fmt::{self, Write as _};
+
 use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::FormatItem, macros::format_description};
 
 use crate::{
     events::Config,
-    summary::{Summary, percentile},
+    summary::{Samples, Summary},
     timeline::{Record, Report},
 };
 
@@ -73,10 +75,28 @@ impl Clock {
         self.wall(monotonic_ns).format(FORMAT).unwrap_or_default()
     }
 
-    fn time_of_day(&self, monotonic_ns: u64) -> String {
-        const FORMAT: &[FormatItem<'_>] =
-            format_description!("[hour]:[minute]:[second].[subsecond digits:6]");
-        self.wall(monotonic_ns).format(FORMAT).unwrap_or_default()
+    /// `HH:MM:SS.ffffff`, UTC, by arithmetic: it starts every line.
+    fn time_of_day(&self, monotonic_ns: u64) -> TimeOfDay {
+        TimeOfDay(i128::from(monotonic_ns) + self.realtime_minus_monotonic_ns)
+    }
+}
+
+/// Nanoseconds since the Unix epoch, shown as the UTC time of day.
+struct TimeOfDay(i128);
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const DAY_US: i128 = 86_400 * 1_000_000;
+        let us = (self.0 / 1000).rem_euclid(DAY_US);
+        let s = us / 1_000_000;
+        write!(
+            f,
+            "{:02}:{:02}:{:02}.{:06}",
+            s / 3600,
+            s / 60 % 60,
+            s % 60,
+            us % 1_000_000
+        )
     }
 }
 
@@ -84,7 +104,8 @@ impl Clock {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub pid: u32,
-    pub comm: String,
+    /// Shared: every record of a connection carries its owner.
+    pub comm: std::sync::Arc<str>,
 }
 
 pub fn config_json(config: &Config) -> Value {
@@ -101,7 +122,7 @@ pub fn record_json(clock: &Clock, record: &Record, owner: Option<&Owner>) -> Val
     let map = v.as_object_mut().expect("object");
     if let Some(owner) = owner {
         map.insert("pid".into(), json!(owner.pid));
-        map.insert("comm".into(), json!(owner.comm));
+        map.insert("comm".into(), json!(&*owner.comm));
     }
     if let Some(config) = &record.config {
         map.insert("config".into(), config_json(config));
@@ -157,72 +178,117 @@ fn colour(report: &Report) -> &'static str {
 }
 
 pub fn config_text(config: &Config) -> String {
-    if !config.keepalive {
-        return "keepalive off".into();
-    }
-    let mut s = format!(
-        "idle {}s intvl {}s cnt {}",
-        config.idle_s, config.intvl_s, config.cnt
-    );
-    if config.user_timeout_ms > 0 {
-        s.push_str(&format!(" user_timeout {}ms", config.user_timeout_ms));
-    }
-    s
+    ConfigText(config).to_string()
 }
 
-fn detail_text(report: &Report) -> String {
-    match report {
-        Report::Probe {
-            n,
-            idle_ms: Some(idle),
-        } => format!("#{n} idle {idle} ms"),
-        Report::Probe { n, idle_ms: None } => format!("#{n}"),
-        Report::Ack { n, rtt_us } => format!("#{n} rtt {rtt_us} us"),
-        Report::Unanswered { n } => format!("#{n} no answer"),
-        Report::Timeout {
-            reason,
-            probes,
-            detect_ms,
-            predicted_ms,
-        } => {
-            let mut s = format!("{reason} after {probes} unanswered");
-            if let Some(d) = detect_ms {
-                s.push_str(&format!(", dead for {d} ms"));
-            }
-            if let Some(p) = predicted_ms {
-                s.push_str(&format!(" (settings predict {p} ms)"));
-            }
-            s
+/// `idle 1s intvl 1s cnt 3 [user_timeout 500ms]` or `keepalive off`.
+struct ConfigText<'a>(&'a Config);
+
+impl fmt::Display for ConfigText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        if !c.keepalive {
+            return f.write_str("keepalive off");
         }
-        Report::Reset {
-            after_probe: Some(n),
-        } => format!("peer reset after probe #{n}"),
-        Report::Reset { after_probe: None } => "peer reset".into(),
-        Report::OptionsSet { result: 0 } => "applied".into(),
-        Report::OptionsSet { result } => format!("failed: errno {}", -result),
+        write!(f, "idle {}s intvl {}s cnt {}", c.idle_s, c.intvl_s, c.cnt)?;
+        if c.user_timeout_ms > 0 {
+            write!(f, " user_timeout {}ms", c.user_timeout_ms)?;
+        }
+        Ok(())
     }
+}
+
+/// The detail column of a record.
+struct Detail<'a>(&'a Report);
+
+impl fmt::Display for Detail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Report::Probe {
+                n,
+                idle_ms: Some(idle),
+            } => write!(f, "#{n} idle {idle} ms"),
+            Report::Probe { n, idle_ms: None } => write!(f, "#{n}"),
+            Report::Ack { n, rtt_us } => write!(f, "#{n} rtt {rtt_us} us"),
+            Report::Unanswered { n } => write!(f, "#{n} no answer"),
+            Report::Timeout {
+                reason,
+                probes,
+                detect_ms,
+                predicted_ms,
+            } => {
+                write!(f, "{reason} after {probes} unanswered")?;
+                if let Some(d) = detect_ms {
+                    write!(f, ", dead for {d} ms")?;
+                }
+                if let Some(p) = predicted_ms {
+                    write!(f, " (settings predict {p} ms)")?;
+                }
+                Ok(())
+            }
+            Report::Reset {
+                after_probe: Some(n),
+            } => write!(f, "peer reset after probe #{n}"),
+            Report::Reset { after_probe: None } => f.write_str("peer reset"),
+            Report::OptionsSet { result: 0 } => f.write_str("applied"),
+            Report::OptionsSet { result } => write!(f, "failed: errno {}", -result),
+        }
+    }
+}
+
+/// Writes `value` into `out`, then spaces up to `width` characters
+/// (left-aligned): `{:<width}` for Display types that ignore the width.
+fn push_padded(out: &mut String, value: impl fmt::Display, width: usize) {
+    let start = out.len();
+    let _ = write!(out, "{value}");
+    let written = out[start..].chars().count();
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(written)));
 }
 
 /// One aligned line: time, event, src → dst, detail, owner, settings.
 pub fn record_line(clock: &Clock, record: &Record, owner: Option<&Owner>, color: bool) -> String {
+    let mut line = String::with_capacity(160);
+    write_record_line(&mut line, clock, record, owner, color);
+    line
+}
+
+/// [`record_line`] appended to `out`, without a newline. Watch writes up to
+/// 100 000 of these a second, so nothing here allocates but `out`.
+pub fn write_record_line(
+    out: &mut String,
+    clock: &Clock,
+    record: &Record,
+    owner: Option<&Owner>,
+    color: bool,
+) {
     let event = record.report.event_name();
     let (on, off) = if color {
         (colour(&record.report), RESET)
     } else {
         ("", "")
     };
-    let owner = owner.map_or_else(|| "-".to_string(), |o| format!("{}/{}", o.comm, o.pid));
-    let config = record
-        .config
-        .as_ref()
-        .map_or_else(|| "-".into(), config_text);
-    format!(
-        "{} {on}{event:<11}{off} {:>22} > {:<22} {on}{:<44}{off} {owner:<16} [{config}]",
+    let _ = write!(
+        out,
+        "{} {on}{event:<11}{off} {:>22} > {:<22} {on}",
         clock.time_of_day(record.ts_ns),
-        record.conn.local.to_string(),
-        record.conn.remote.to_string(),
-        detail_text(&record.report),
-    )
+        record.conn.local,
+        record.conn.remote,
+    );
+    push_padded(out, Detail(&record.report), 44);
+    out.push_str(off);
+    out.push(' ');
+    match owner {
+        Some(o) => push_padded(out, format_args!("{}/{}", o.comm, o.pid), 16),
+        None => push_padded(out, "-", 16),
+    }
+    out.push_str(" [");
+    match &record.config {
+        Some(config) => {
+            let _ = write!(out, "{}", ConfigText(config));
+        }
+        None => out.push('-'),
+    }
+    out.push(']');
 }
 
 pub fn lost_line(clock: &Clock, ts_ns: u64, count: u64) -> String {
@@ -232,13 +298,13 @@ pub fn lost_line(clock: &Clock, ts_ns: u64, count: u64) -> String {
     )
 }
 
-fn pcts(samples: &[u64]) -> Value {
+fn pcts(samples: &Samples) -> Value {
     json!({
-        "p50": percentile(samples, 50.0),
-        "p90": percentile(samples, 90.0),
-        "p99": percentile(samples, 99.0),
-        "max": samples.iter().max(),
-        "count": samples.len(),
+        "p50": samples.percentile(50.0),
+        "p90": samples.percentile(90.0),
+        "p99": samples.percentile(99.0),
+        "max": samples.max(),
+        "count": samples.count(),
     })
 }
 
@@ -259,16 +325,16 @@ pub fn summary_json(summary: &Summary, elapsed_s: f64) -> Value {
 }
 
 pub fn summary_text(summary: &Summary, elapsed_s: f64) -> String {
-    let fmt_pcts = |samples: &[u64], unit: &str| match (
-        percentile(samples, 50.0),
-        percentile(samples, 90.0),
-        percentile(samples, 99.0),
-        samples.iter().max(),
+    let fmt_pcts = |samples: &Samples, unit: &str| match (
+        samples.percentile(50.0),
+        samples.percentile(90.0),
+        samples.percentile(99.0),
+        samples.max(),
     ) {
         (Some(p50), Some(p90), Some(p99), Some(max)) => {
             format!(
                 "p50 {p50} {unit}, p90 {p90} {unit}, p99 {p99} {unit}, max {max} {unit} ({} samples)",
-                samples.len()
+                samples.count()
             )
         }
         _ => "none".into(),
@@ -407,14 +473,26 @@ mod tests {
     }
 
     #[test]
+    fn time_of_day_agrees_with_the_rfc3339_time() {
+        for offset_ns in [0i128, 1_763_463_999_999_999_999, 1_763_464_001_500_000_123] {
+            let clock = Clock::with_offset(offset_ns);
+            for mono in [0u64, 999, 86_399_999_999_999] {
+                let full = clock.rfc3339(mono);
+                let time = &full[11..26];
+                assert_eq!(clock.time_of_day(mono).to_string(), time, "{full}");
+            }
+        }
+    }
+
+    #[test]
     fn summary_lists_percentiles() {
         let summary = Summary {
             connections: 2,
             probes: 5,
             answered: 2,
             unanswered: 3,
-            rtt_us: vec![10, 20],
-            detect_ms: vec![4000],
+            rtt_us: [10, 20].into_iter().collect(),
+            detect_ms: [4000].into_iter().collect(),
             ..Summary::default()
         };
         let text = summary_text(&summary, 10.0);

@@ -227,7 +227,7 @@ fn targets_by_connection(wanted: Wanted) -> anyhow::Result<Vec<Target>> {
         if let Ok(tcp) = socket_options::as_tcp_target(dup) {
             found.push(Target {
                 pid: holder.owner.pid,
-                comm: holder.owner.comm.clone(),
+                comm: holder.owner.comm.to_string(),
                 fd: holder.fd,
                 socket: tcp,
             });

@@ -2,8 +2,6 @@
 //! about — which probe was answered and how fast, which went unanswered, and
 //! when and why the kernel gave up — and keeps the session's summary.
 
-use std::collections::HashMap;
-
 use crate::events::{Config, Conn, KernelEvent, What, errno_name};
 pub use crate::summary::Summary;
 
@@ -105,7 +103,9 @@ const ETIMEDOUT: u32 = libc::ETIMEDOUT as u32;
 
 #[derive(Debug, Default)]
 pub struct Timelines {
-    conns: HashMap<Conn, ConnState>,
+    /// foldhash, not SipHash: hashing the 4-tuple was a tenth of watch's
+    /// CPU at 100 000 events a second.
+    conns: foldhash::HashMap<Conn, ConnState>,
     defaults: Option<Config>,
     /// Report only connections first seen by the cgroup-scoped hooks
     /// (packets, sock_ops): tracepoints see the whole host, so under
@@ -185,7 +185,7 @@ impl Timelines {
                 state.unanswered_run = 0;
                 state.last_peer_ns = Some(event.ts_ns);
                 summary.answered += 1;
-                summary.rtt_us.push(rtt_ns / 1000);
+                summary.rtt_us.record(rtt_ns / 1000);
                 emit(
                     state,
                     Report::Ack {
@@ -301,7 +301,7 @@ fn finish(
         _ => None,
     };
     if let Some(d) = detect_ms {
-        summary.detect_ms.push(d);
+        summary.detect_ms.record(d);
     }
     *summary.timeouts.entry(reason.to_string()).or_default() += 1;
     state.unanswered_run = 0;
@@ -479,7 +479,8 @@ mod tests {
             ]
         );
         assert_eq!(t.summary.timeouts.get("keepalive"), Some(&1));
-        assert_eq!(t.summary.detect_ms, vec![4000]);
+        assert_eq!(t.summary.detect_ms.percentile(100.0), Some(4000));
+        assert_eq!(t.summary.detect_ms.count(), 1);
         assert_eq!(t.tracked(), 1, "kept for its late error report");
         assert!(t.expire_closed(4 * S + 2 * MS).0.is_empty());
         assert_eq!(t.tracked(), 1);

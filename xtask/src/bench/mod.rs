@@ -42,10 +42,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     window: u64,
     /// Pairs of iperf3 runs (without, with watch) for the throughput ratio.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     pairs: usize,
     /// Seconds per iperf3 run.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     iperf_seconds: u32,
     /// Where to write the report (default: BENCHMARKS.md at the workspace root).
     #[arg(long)]
@@ -247,6 +247,15 @@ fn capacity_run(
         window.core_percent(),
         ended.peak_rss_bytes as f64 / (1 << 20) as f64,
         report::percentile(&window.latency_us, 99.0).unwrap_or(0),
+    ));
+    let half = window.latency_us.len() / 2;
+    say(format!(
+        "{conns}: latency p10 {} p50 {} p90 {} us; first half of the window p99 {} us, second half p99 {} us",
+        report::percentile(&window.latency_us, 10.0).unwrap_or(0),
+        report::percentile(&window.latency_us, 50.0).unwrap_or(0),
+        report::percentile(&window.latency_us, 90.0).unwrap_or(0),
+        report::percentile(&window.latency_us[..half], 99.0).unwrap_or(0),
+        report::percentile(&window.latency_us[half..], 99.0).unwrap_or(0),
     ));
     say(format!("{conns}: {}", report::one_line(&stats)));
     say(format!("{conns}: ss -tio once a second"));

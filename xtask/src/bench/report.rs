@@ -129,9 +129,11 @@ fn render_cost(md: &mut String, results: &Results) {
         };
         for (name, s) in stats {
             let Some(ns) = s.ns_per_run() else { continue };
-            let direction = if name.contains("egress") || name.ends_with("_eg") {
+            // Kernel names are cut at 15 bytes: keepalive_probe(_egress),
+            // keepalive_answe(r_ingress).
+            let direction = if name.contains("probe") || name.ends_with("_eg") {
                 Some("eg")
-            } else if name.contains("ingress") || name.contains("answe") || name.ends_with("_in") {
+            } else if name.contains("answe") || name.ends_with("_in") {
                 Some("in")
             } else {
                 None

@@ -39,6 +39,10 @@ pub fn iperf_bits_per_s(ns: &NetNs, seconds: u32) -> anyhow::Result<f64> {
         &IPERF_PORT.to_string(),
         "--time",
         &seconds.to_string(),
+        // Client on CPU 0, server on CPU 1: unpinned, run-to-run spread on
+        // this 2-core machine hid a 1 % effect.
+        "--affinity",
+        "0,1",
         "--json",
     ]))?;
     let report: serde_json::Value = serde_json::from_str(&json).context("iperf3 --json")?;
