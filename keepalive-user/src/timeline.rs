@@ -141,10 +141,11 @@ impl Timelines {
             event.what,
             What::Probe { .. } | What::Ack { .. } | What::Established | What::OptionsSet { .. }
         );
-        if !self.conns.contains_key(&event.conn)
-            && ((self.only_seen_by_cgroup_hooks && !from_cgroup_hook)
-                || matches!(event.what, What::SocketError { errno } if errno != ETIMEDOUT))
-        {
+        let only_if_known = (self.only_seen_by_cgroup_hooks && !from_cgroup_hook)
+            || matches!(event.what, What::SocketError { errno } if errno != ETIMEDOUT);
+        // The lookup only when it matters: probes and answers are nearly all
+        // events, and each lookup is a cache miss with 50 000 connections.
+        if only_if_known && !self.conns.contains_key(&event.conn) {
             // An error on a connection we never saw alive, not a timeout:
             // refused connects and the like are not this tool's business.
             return out;
