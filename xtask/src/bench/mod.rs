@@ -104,6 +104,7 @@ fn measure(args: &BenchArgs, keepalive: &Path) -> anyhow::Result<Results> {
         bail!("--window, --pairs and --iperf-seconds must be at least 1");
     }
     let machine = report::Machine::read()?;
+    sys::undo::on_signal();
     let _stats = bpf::enable_stats()?;
     let cgroup = bpf::cgroup2_root()?;
     let ns = NetNs::create(&format!("ka-bench-{}", std::process::id()))?;

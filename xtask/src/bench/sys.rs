@@ -23,6 +23,10 @@ impl NetNs {
             bail!("network namespace {name} already exists: is another benchmark running?");
         }
         run_cmd(Command::new("ip").args(["netns", "add", name]))?;
+        let del = name.to_owned();
+        undo::register(format!("netns {name}"), move || {
+            let _ = Command::new("ip").args(["netns", "del", &del]).status();
+        });
         let ns = Self {
             name: name.to_owned(),
         };
@@ -59,9 +63,7 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        undo::run(&format!("netns {}", self.name));
     }
 }
 
@@ -78,7 +80,6 @@ pub fn netstat_counter(text: &str, group: &str, name: &str) -> Option<u64> {
 /// A host sysctl set for the benchmark and put back on drop.
 pub struct Sysctl {
     key: String,
-    old: String,
 }
 
 impl Sysctl {
@@ -89,17 +90,89 @@ impl Sysctl {
             .trim()
             .to_owned();
         fs::write(&path, value).with_context(|| format!("setting {key}={value}"))?;
+        let restore = old.clone();
+        undo::register(format!("sysctl {key}"), move || {
+            let _ = fs::write(&path, &restore);
+        });
         step(format!("set {key}={value} for the benchmark (was {old})"));
         Ok(Self {
             key: key.to_owned(),
-            old,
         })
     }
 }
 
 impl Drop for Sysctl {
     fn drop(&mut self) {
-        let _ = fs::write(sysctl_path(&self.key), &self.old);
+        undo::run(&format!("sysctl {}", self.key));
+    }
+}
+
+/// What the benchmark changed on the host, undone on drop or, when the run
+/// is interrupted (Ctrl-C, SIGTERM), by a watcher thread before it exits:
+/// drops do not run when a signal ends the process.
+pub mod undo {
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicI32, Ordering},
+    };
+
+    type Action = Box<dyn FnOnce() + Send>;
+
+    static ACTIONS: Mutex<Vec<(String, Action)>> = Mutex::new(Vec::new());
+    static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+    pub fn register(key: String, action: impl FnOnce() + Send + 'static) {
+        ACTIONS
+            .lock()
+            .expect("undo list")
+            .push((key, Box::new(action)));
+    }
+
+    /// Runs and forgets the action registered under `key`.
+    pub fn run(key: &str) {
+        if let Some(action) = take(key) {
+            action();
+        }
+    }
+
+    /// Forgets the action registered under `key` without running it.
+    pub fn forget(key: &str) {
+        drop(take(key));
+    }
+
+    fn take(key: &str) -> Option<Action> {
+        let mut actions = ACTIONS.lock().expect("undo list");
+        let i = actions.iter().position(|(k, _)| k == key)?;
+        Some(actions.remove(i).1)
+    }
+
+    extern "C" fn note_signal(signal: libc::c_int) {
+        SIGNALLED.store(signal, Ordering::SeqCst);
+    }
+
+    /// On SIGINT or SIGTERM: undo everything, newest first, and exit
+    /// 128 + signal. Children are in our process group and get Ctrl-C too;
+    /// those that ignore it die with their namespace or their pipes.
+    pub fn on_signal() {
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the handler only stores to an atomic, which is
+            // async-signal-safe.
+            unsafe { libc::signal(signal, note_signal as *const () as libc::sighandler_t) };
+        }
+        std::thread::spawn(|| {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let signal = SIGNALLED.load(Ordering::SeqCst);
+                if signal != 0 {
+                    eprintln!("xtask: bench: interrupted, undoing what it changed on the host");
+                    let actions = std::mem::take(&mut *ACTIONS.lock().expect("undo list"));
+                    for (_, action) in actions.into_iter().rev() {
+                        action();
+                    }
+                    std::process::exit(128 + signal);
+                }
+            }
+        });
     }
 }
 
@@ -117,6 +190,8 @@ impl Killed {
     pub fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
         let what = describe(cmd);
         let child = cmd.spawn().with_context(|| format!("starting `{what}`"))?;
+        let pid = child.id();
+        undo::register(format!("pid {pid}"), move || signal(pid, libc::SIGKILL));
         Ok(Self { child, what })
     }
 
@@ -144,6 +219,7 @@ impl Drop for Killed {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+        undo::forget(&format!("pid {}", self.child.id()));
     }
 }
 
