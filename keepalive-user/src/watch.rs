@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     cli::{parse_duration, usage},
-    events::{self, Config, KernelEvent},
+    events::{self, Config, Conn, KernelEvent},
     filter::{ConnFilter, ConnFilterArgs},
     kernel::{LoadOptions, Observer, loader::LostCounter},
     options::ValueArgs,
@@ -120,34 +120,22 @@ impl Pipeline {
         }
         let owner = self.owners.observe(&event.conn, event.socket_ino);
         let records = self.timelines.on_event(event);
+        self.with_owners(records, Some((event.conn, owner)))
+    }
+
+    /// Attaches each record's owner and applies `--pid`. `known` is an owner
+    /// already looked up: nearly every record is about the event's own
+    /// connection, and each lookup is a cache miss with many connections.
+    fn with_owners(&self, records: Vec<Record>, known: Option<(Conn, Option<Owner>)>) -> Vec<Item> {
         records
             .into_iter()
             .filter_map(|record| {
-                // Nearly every record is about the event's own connection.
-                let owner = if record.conn == event.conn {
-                    owner.clone()
-                } else {
-                    self.owners.owner_of(&record.conn)
+                let owner = match &known {
+                    Some((conn, owner)) if *conn == record.conn => owner.clone(),
+                    _ => self.owners.owner_of(&record.conn),
                 };
-                self.wanted(owner.as_ref())
-                    .then_some(Item::Record(record, owner))
-            })
-            .collect()
-    }
-
-    /// `--pid`, when given.
-    fn wanted(&self, owner: Option<&Owner>) -> bool {
-        self.pid.is_none() || owner.map(|o| o.pid) == self.pid
-    }
-
-    /// Attaches each record's owner and applies `--pid`.
-    fn with_owners(&self, records: Vec<Record>) -> Vec<Item> {
-        records
-            .into_iter()
-            .filter_map(|record| {
-                let owner = self.owners.owner_of(&record.conn);
-                self.wanted(owner.as_ref())
-                    .then_some(Item::Record(record, owner))
+                let wanted = self.pid.is_none() || owner.as_ref().map(|o| o.pid) == self.pid;
+                wanted.then_some(Item::Record(record, owner))
             })
             .collect()
     }
@@ -249,7 +237,7 @@ impl Watcher {
             .pipeline
             .timelines
             .expire_closed(Clock::monotonic_now_ns());
-        let items = self.pipeline.with_owners(records);
+        let items = self.pipeline.with_owners(records, None);
         for conn in &forgotten {
             self.pipeline.owners.forget(conn);
         }
