@@ -1,24 +1,19 @@
+//! The `keepalive` binary: parse the command line, run the command, turn
+//! its error into an exit code.
+
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use keepalive::cli::{Cli, Command};
+use keepalive::{cli::Cli, error::exit_code_for};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let result = match cli.command {
-        Command::Doctor(args) => keepalive::doctor::run(&args),
-        Command::Watch(args) => keepalive::watch::run(args),
-        Command::Set(args) => keepalive::set::run(args),
-        Command::Ls(args) => keepalive::ls::run(args),
-        Command::Demo(args) => keepalive::demo::run(args),
-        Command::Discover(args) => keepalive::discover::run(args),
-    };
-    match result {
+    match cli.command.run() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("keepalive: {err:#}");
-            ExitCode::from(keepalive::cli::exit_code_for(&err))
+            ExitCode::from(exit_code_for(&err))
         }
     }
 }

@@ -11,7 +11,7 @@ use super::search::IdleSearch;
 /// How a trial's question was answered, in the words of the evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum How {
+pub enum TrialAnswer {
     /// A keepalive probe was answered: the path still knew the flow.
     Answered,
     /// Every probe went unanswered and the kernel gave up (ETIMEDOUT).
@@ -24,7 +24,7 @@ pub enum How {
     ResetWhileIdle,
 }
 
-impl How {
+impl TrialAnswer {
     pub fn survived(self) -> bool {
         self == Self::Answered
     }
@@ -35,7 +35,7 @@ impl How {
 pub struct Evidence {
     pub idle_s: u32,
     pub outcome: &'static str,
-    pub how: How,
+    pub how: TrialAnswer,
     /// The probe that settled it (the kernel's numbering, from 1).
     pub probe: Option<u32>,
     /// When the first probe left (RFC 3339) and after how long a silence,
@@ -62,16 +62,16 @@ impl Evidence {
             format!(" (first probe at idle {})", seconds(ms))
         });
         let detail = match self.how {
-            How::Answered => format!(
+            TrialAnswer::Answered => format!(
                 "{probe} answered in {} us{idle}",
                 self.rtt_us.unwrap_or_default()
             ),
-            How::Unanswered => match self.probe {
+            TrialAnswer::Unanswered => match self.probe {
                 Some(1) | None => format!("probe #1 unanswered, the kernel gave up{idle}"),
                 Some(n) => format!("probes #1..#{n} unanswered, the kernel gave up{idle}"),
             },
-            How::Reset => format!("{probe} answered with RST{idle}"),
-            How::ResetWhileIdle => format!(
+            TrialAnswer::Reset => format!("{probe} answered with RST{idle}"),
+            TrialAnswer::ResetWhileIdle => format!(
                 "reset while idle, before any probe, {} after connecting",
                 self.ended_after_ms.map_or("?".into(), seconds)
             ),
@@ -229,17 +229,17 @@ pub fn clock(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discover::search::Outcome as Trial;
+    use crate::discover::search::TrialOutcome as Trial;
 
-    fn evidence(idle_s: u32, how: How) -> Evidence {
+    fn evidence(idle_s: u32, how: TrialAnswer) -> Evidence {
         Evidence {
             idle_s,
             outcome: if how.survived() { "survived" } else { "cut" },
             how,
-            probe: Some(if how == How::Unanswered { 2 } else { 1 }),
+            probe: Some(if how == TrialAnswer::Unanswered { 2 } else { 1 }),
             probe_at: Some("2026-11-24T22:00:00.000000Z".into()),
             probe_idle_ms: Some(u64::from(idle_s) * 1000 + 12),
-            rtt_us: (how == How::Answered).then_some(57),
+            rtt_us: (how == TrialAnswer::Answered).then_some(57),
             ended_after_ms: None,
             local: "10.0.0.1:40000".parse().unwrap(),
             remote: "10.0.0.2:80".parse().unwrap(),
@@ -264,7 +264,10 @@ mod tests {
             &search,
             "10.0.0.2:80".parse().unwrap(),
             20,
-            vec![evidence(7, How::Answered), evidence(8, How::Unanswered)],
+            vec![
+                evidence(7, TrialAnswer::Answered),
+                evidence(8, TrialAnswer::Unanswered),
+            ],
             Duration::from_millis(21_340),
         );
         let v = outcome.json();
@@ -294,7 +297,7 @@ mod tests {
             &search,
             "[fd00::2]:80".parse().unwrap(),
             6,
-            vec![evidence(6, How::Answered)],
+            vec![evidence(6, TrialAnswer::Answered)],
             Duration::from_secs(7),
         );
         let v = outcome.json();
@@ -312,7 +315,7 @@ mod tests {
 
     #[test]
     fn trial_lines_name_the_probe_and_the_answer() {
-        let answered = evidence(4, How::Answered);
+        let answered = evidence(4, TrialAnswer::Answered);
         assert_eq!(answered.json()["event"], "trial");
         assert_eq!(answered.json()["outcome"], "survived");
         let line = answered.line();
@@ -321,12 +324,12 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("first probe at idle 4.01 s"), "{line}");
-        let line = evidence(9, How::Unanswered).line();
+        let line = evidence(9, TrialAnswer::Unanswered).line();
         assert!(
             line.contains("probes #1..#2 unanswered, the kernel gave up"),
             "{line}"
         );
-        let line = evidence(9, How::Reset).line();
+        let line = evidence(9, TrialAnswer::Reset).line();
         assert!(line.contains("probe #1 answered with RST"), "{line}");
     }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 pub const MAX_IDLE_S: u32 = 32_767;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum TrialOutcome {
     Survived,
     Cut,
 }
@@ -135,11 +135,11 @@ impl IdleSearch {
         self.pending.remove(&idle_s);
     }
 
-    pub fn resolve(&mut self, idle_s: u32, outcome: Outcome) {
+    pub fn resolve(&mut self, idle_s: u32, outcome: TrialOutcome) {
         self.pending.remove(&idle_s);
         match outcome {
-            Outcome::Survived => self.survived.insert(idle_s),
-            Outcome::Cut => self.cut.insert(idle_s),
+            TrialOutcome::Survived => self.survived.insert(idle_s),
+            TrialOutcome::Cut => self.cut.insert(idle_s),
         };
     }
 
@@ -207,8 +207,8 @@ mod tests {
                 break;
             };
             let outcome = match cut_at {
-                Some(cut) if idle >= cut => Outcome::Cut,
-                _ => Outcome::Survived,
+                Some(cut) if idle >= cut => TrialOutcome::Cut,
+                _ => TrialOutcome::Survived,
             };
             search.resolve(idle, outcome);
             for moot in search.moot() {
@@ -277,9 +277,9 @@ mod tests {
         for idle in [5, 20, 50, 100] {
             search.start(idle);
         }
-        search.resolve(20, Outcome::Cut);
+        search.resolve(20, TrialOutcome::Cut);
         assert_eq!(search.moot(), vec![50, 100]);
-        search.resolve(5, Outcome::Survived);
+        search.resolve(5, TrialOutcome::Survived);
         assert_eq!(search.survives_s(), 5);
         assert_eq!(search.cut_s(), Some(20));
     }
@@ -287,9 +287,9 @@ mod tests {
     #[test]
     fn a_survivor_above_a_cut_is_a_contradiction_not_the_result() {
         let mut search = IdleSearch::new(100);
-        search.resolve(40, Outcome::Survived);
-        search.resolve(30, Outcome::Cut);
-        search.resolve(10, Outcome::Survived);
+        search.resolve(40, TrialOutcome::Survived);
+        search.resolve(30, TrialOutcome::Cut);
+        search.resolve(10, TrialOutcome::Survived);
         assert_eq!(search.survives_s(), 10);
         assert_eq!(search.contradictions(), vec![(40, 30)]);
     }
@@ -298,10 +298,10 @@ mod tests {
     fn waits_left_shrink_with_the_bracket() {
         let mut search = IdleSearch::new(7200);
         let far = search.waits_left_at_most(4);
-        search.resolve(300, Outcome::Survived);
-        search.resolve(400, Outcome::Cut);
+        search.resolve(300, TrialOutcome::Survived);
+        search.resolve(400, TrialOutcome::Cut);
         assert!(search.waits_left_at_most(4) < far);
-        search.resolve(370, Outcome::Survived);
+        search.resolve(370, TrialOutcome::Survived);
         assert_eq!(search.waits_left_at_most(4), 0);
         assert!(search.done());
     }

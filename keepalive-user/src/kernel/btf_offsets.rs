@@ -101,14 +101,7 @@ pub fn enum_value(btf: &Btf, enum_name: &str, enumerator: &str) -> Option<u32> {
 /// Kernel ticks per second (CONFIG_HZ): the resolution of the coarse clocks
 /// is one jiffy.
 pub fn kernel_hz() -> Option<u32> {
-    let mut res = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: res is a valid out-pointer for the duration of the call.
-    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut res) } != 0 {
-        return None;
-    }
+    let res = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
     let tick_ns = res.tv_sec as u64 * 1_000_000_000 + res.tv_nsec as u64;
     (tick_ns > 0).then(|| (1_000_000_000 / tick_ns) as u32)
 }

@@ -87,7 +87,7 @@ impl Cgroup2Root {
             self.path.join(user_path)
         };
         if !candidate.join("cgroup.procs").exists() {
-            return Err(crate::cli::usage(format!(
+            return Err(crate::error::usage(format!(
                 "--cgroup {}: not a cgroup v2 directory (the hierarchy is at {})",
                 user_path.display(),
                 self.path.display()

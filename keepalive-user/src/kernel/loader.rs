@@ -1,7 +1,5 @@
-//! Loading the embedded eBPF object and attaching what this kernel allows.
-//!
-//! One table (`HOOKS`) says which program goes where, whether the tool can
-//! work without it, and what the user loses when it is missing.
+//! Loading the embedded eBPF object and attaching what this kernel allows
+//! (the `hooks` table says what goes where).
 
 use std::{fs::File, path::PathBuf};
 
@@ -9,115 +7,22 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, SockOps, TracePoint},
+    programs::{CgroupAttachMode, CgroupSkb, SockOps, TracePoint},
 };
 use keepalive_common::{Policy, SockOffsets, TracepointLayout, UNKNOWN};
-use serde::Serialize;
 
-use super::{btf_offsets, cgroup::Cgroup2Root, privilege, tracefs};
+use super::{
+    btf_offsets,
+    cgroup::Cgroup2Root,
+    hooks::{Attach, HOOKS, Hook, HookSet, HookStatus, hook_name},
+    privilege,
+    ring::LostCounter,
+    tracefs,
+};
 
 /// The eBPF object, built by build.rs and embedded so that a copied binary
 /// runs without the source tree.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive"));
-
-#[derive(Debug, Clone, Copy)]
-enum Attach {
-    CgroupSkb(CgroupSkbAttachType),
-    TracePoint(&'static str, &'static str),
-    SockOps,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Group {
-    Packets,
-    Tracepoints,
-    SockOps,
-}
-
-struct Hook {
-    program: &'static str,
-    attach: Attach,
-    group: Group,
-    /// Without it the tool cannot do its main job.
-    required: bool,
-    without_it: &'static str,
-}
-
-const HOOKS: &[Hook] = &[
-    Hook {
-        program: "keepalive_probe_egress",
-        attach: Attach::CgroupSkb(CgroupSkbAttachType::Egress),
-        group: Group::Packets,
-        required: true,
-        without_it: "no probes are seen",
-    },
-    Hook {
-        program: "keepalive_answer_ingress",
-        attach: Attach::CgroupSkb(CgroupSkbAttachType::Ingress),
-        group: Group::Packets,
-        required: true,
-        without_it: "answers and round trips are not seen",
-    },
-    Hook {
-        program: "tcp_send_reset",
-        attach: Attach::TracePoint("tcp", "tcp_send_reset"),
-        group: Group::Tracepoints,
-        required: false,
-        without_it: "keepalive kills inferred from the socket error (ETIMEDOUT)",
-    },
-    Hook {
-        program: "inet_sk_error_report",
-        attach: Attach::TracePoint("sock", "inet_sk_error_report"),
-        group: Group::Tracepoints,
-        required: true,
-        without_it: "timeouts and their errors are not seen",
-    },
-    Hook {
-        program: "tcp_receive_reset",
-        attach: Attach::TracePoint("tcp", "tcp_receive_reset"),
-        group: Group::Tracepoints,
-        required: false,
-        without_it: "resets from the peer are not seen",
-    },
-    Hook {
-        program: "inet_sock_set_state",
-        attach: Attach::TracePoint("sock", "inet_sock_set_state"),
-        group: Group::Tracepoints,
-        required: false,
-        without_it: "connections closing are not seen; timelines end only on timeouts",
-    },
-    Hook {
-        program: "keepalive_sockops",
-        attach: Attach::SockOps,
-        group: Group::SockOps,
-        required: false,
-        without_it: "settings of new connections unseen at connect; --new/--apply policies unavailable",
-    },
-];
-
-/// Which groups of programs to attach.
-#[derive(Debug, Clone, Copy)]
-pub struct HookSet {
-    pub packets: bool,
-    pub tracepoints: bool,
-    pub sockops: bool,
-}
-
-impl HookSet {
-    pub const ALL: Self = Self {
-        packets: true,
-        tracepoints: true,
-        sockops: true,
-    };
-
-    fn includes(&self, group: Group) -> bool {
-        match group {
-            Group::Packets => self.packets,
-            Group::Tracepoints => self.tracepoints,
-            Group::SockOps => self.sockops,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -138,16 +43,6 @@ impl Default for LoadOptions {
             hooks: HookSet::ALL,
         }
     }
-}
-
-/// One line of the start-up/doctor report.
-#[derive(Debug, Clone, Serialize)]
-pub struct HookStatus {
-    pub hook: String,
-    pub ok: bool,
-    pub required: bool,
-    pub detail: String,
-    pub without_it: String,
 }
 
 /// The loaded object. Dropping it detaches everything: programs, links and
@@ -268,9 +163,7 @@ impl Observer {
             .ebpf
             .take_map("LOST")
             .ok_or_else(|| anyhow!("no LOST map"))?;
-        Ok(LostCounter {
-            map: PerCpuArray::try_from(map)?,
-        })
+        Ok(LostCounter::new(PerCpuArray::try_from(map)?))
     }
 
     /// Forwards the kernel programs' aya-log messages to the log crate.
@@ -283,26 +176,6 @@ impl Observer {
     /// Hooks that failed but are optional: what the user cannot see.
     pub fn missing_optional(&self) -> impl Iterator<Item = &HookStatus> {
         self.status.iter().filter(|s| !s.ok)
-    }
-}
-
-pub struct LostCounter {
-    map: PerCpuArray<MapData, u64>,
-}
-
-impl LostCounter {
-    /// Total events lost since load, summed over CPUs.
-    pub fn total(&self) -> anyhow::Result<u64> {
-        Ok(self.map.get(&0, 0)?.iter().sum())
-    }
-}
-
-fn hook_name(hook: &Hook) -> String {
-    match hook.attach {
-        Attach::CgroupSkb(CgroupSkbAttachType::Egress) => "cgroup_skb/egress".into(),
-        Attach::CgroupSkb(CgroupSkbAttachType::Ingress) => "cgroup_skb/ingress".into(),
-        Attach::TracePoint(category, name) => format!("tracepoint {category}:{name}"),
-        Attach::SockOps => "sock_ops".into(),
     }
 }
 

@@ -1,61 +1,16 @@
-//! `keepalive ls`: a snapshot of TCP connections, keepalive-centric, like
-//! `ss -to`: who holds each one, the keepalive settings in force (read from
-//! the socket itself, which the socket table does not carry), and the
-//! keepalive timer's countdown and probes out.
-
-use std::{
-    collections::HashMap,
-    io::{ErrorKind, Write as _},
-    process::ExitCode,
-};
+//! `ls`'s socket table: one row per socket, as aligned text like `ss -to`
+//! or as one JSON object per line.
 
 use serde_json::{Value, json};
 
 use crate::{
-    cli::usage,
-    events::{Config, Conn},
-    filter::ConnFilterArgs,
-    output::config_json,
-    owner_cache::{Holder, socket_holders},
-    remote_fd::Process,
-    sockdiag::{self, LISTEN, TIME_WAIT, TcpSocket, TimerKind},
-    socket_options,
+    host::{
+        owners::Holder,
+        sockdiag::{TcpSocket, TimerKind, state_name},
+    },
+    model::config::Config,
+    render::json::config_json,
 };
-
-#[derive(clap::Args, Debug)]
-pub struct LsArgs {
-    #[command(flatten)]
-    pub conns: ConnFilterArgs,
-    /// Only this TCP state (established, listen, time-wait, close-wait, ...).
-    /// By default every state but LISTEN and TIME-WAIT.
-    #[arg(long)]
-    pub state: Option<String>,
-    /// One JSON object per line.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Reads settings through duplicates of holders' descriptors, one pidfd per
-/// process however many sockets it holds.
-#[derive(Default)]
-struct SettingsReader {
-    processes: HashMap<u32, Option<Process>>,
-}
-
-impl SettingsReader {
-    /// None without a holder (kernel-owned, TIME-WAIT, not yet accepted) or
-    /// when the holder is gone or cannot be reached.
-    fn read(&mut self, holder: Option<&Holder>) -> Option<Config> {
-        let holder = holder?;
-        let process = self
-            .processes
-            .entry(holder.owner.pid)
-            .or_insert_with(|| Process::open(holder.owner.pid).ok())
-            .as_ref()?;
-        let fd = process.dup_fd(holder.fd).ok()?;
-        socket_options::read(&fd).ok()
-    }
-}
 
 fn seconds(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)
@@ -102,11 +57,15 @@ const HEADER: [&str; 10] = [
     "Timer",
 ];
 
-fn text_row(socket: &TcpSocket, holder: Option<&Holder>, config: Option<&Config>) -> [String; 10] {
+pub fn text_row(
+    socket: &TcpSocket,
+    holder: Option<&Holder>,
+    config: Option<&Config>,
+) -> [String; 10] {
     let dash = || "-".to_string();
     let setting = |f: &dyn Fn(&Config) -> String| config.map_or_else(dash, f);
     [
-        sockdiag::state_name(socket.state).into(),
+        state_name(socket.state).into(),
         socket.local.to_string(),
         peer_text(socket),
         holder.map_or_else(dash, |h| format!("{}/{}", h.owner.comm, h.owner.pid)),
@@ -124,7 +83,7 @@ fn text_row(socket: &TcpSocket, holder: Option<&Holder>, config: Option<&Config>
 
 /// Columns padded to their widest cell; Local right-aligned and Peer
 /// left-aligned, so the two ends meet in the middle as in `ss`.
-fn aligned(rows: &[[String; 10]]) -> String {
+pub fn aligned(rows: &[[String; 10]]) -> String {
     let header = HEADER.map(String::from);
     let all = std::iter::once(&header).chain(rows);
     let mut widths = [0usize; 10];
@@ -156,11 +115,11 @@ fn aligned(rows: &[[String; 10]]) -> String {
     text
 }
 
-fn json_row(socket: &TcpSocket, holder: Option<&Holder>, config: Option<&Config>) -> Value {
+pub fn json_row(socket: &TcpSocket, holder: Option<&Holder>, config: Option<&Config>) -> Value {
     let mut v = json!({
         "src": socket.local.to_string(),
         "dst": socket.remote.to_string(),
-        "state": sockdiag::state_name(socket.state),
+        "state": state_name(socket.state),
         "inode": socket.inode,
         "uid": socket.uid,
     });
@@ -178,60 +137,10 @@ fn json_row(socket: &TcpSocket, holder: Option<&Holder>, config: Option<&Config>
     v
 }
 
-pub fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
-    let mask = match &args.state {
-        Some(name) => sockdiag::state_bit(sockdiag::state_by_name(name).ok_or_else(|| {
-            usage(format!(
-                "--state {name}: not a TCP state (established, listen, time-wait, close-wait, ...)"
-            ))
-        })?),
-        None => {
-            sockdiag::ALL_STATES & !sockdiag::state_bit(LISTEN) & !sockdiag::state_bit(TIME_WAIT)
-        }
-    };
-    let pid = args.conns.checked_pid()?;
-    let filter = args.conns.filter();
-    let holders = socket_holders();
-    let mut sockets: Vec<TcpSocket> = sockdiag::dump_tcp_states(mask)?
-        .into_iter()
-        .filter(|s| {
-            filter.matches(&Conn {
-                local: s.local,
-                remote: s.remote,
-            })
-        })
-        .filter(|s| pid.is_none() || holders.get(&s.inode).map(|h| h.owner.pid) == pid)
-        .collect();
-    sockets.sort_by_key(|s| (s.local, s.remote));
-    let mut reader = SettingsReader::default();
-    let mut text = String::new();
-    let mut rows = Vec::new();
-    for socket in &sockets {
-        // TIME-WAIT and unaccepted sockets report inode 0: no holder.
-        let holder = (socket.inode != 0)
-            .then(|| holders.get(&socket.inode))
-            .flatten();
-        let config = reader.read(holder);
-        if args.json {
-            text.push_str(&json_row(socket, holder, config.as_ref()).to_string());
-            text.push('\n');
-        } else {
-            rows.push(text_row(socket, holder, config.as_ref()));
-        }
-    }
-    if !args.json {
-        text = aligned(&rows);
-    }
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(err) if err.kind() != ErrorKind::BrokenPipe => Err(err.into()),
-        _ => Ok(ExitCode::SUCCESS),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{output::Owner, sockdiag::Timer};
+    use crate::{host::sockdiag::Timer, model::owner::Owner};
 
     fn socket(local: &str, remote: &str, timer: Option<Timer>) -> TcpSocket {
         TcpSocket {

@@ -4,10 +4,12 @@
 
 use std::{
     io,
-    os::fd::{FromRawFd as _, OwnedFd, RawFd},
+    os::fd::{OwnedFd, RawFd},
 };
 
-use crate::cli::usage;
+use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
+
+use crate::error::usage;
 
 /// A handle on a live process.
 pub struct Process {
@@ -17,20 +19,17 @@ pub struct Process {
 
 impl Process {
     pub fn open(pid: u32) -> anyhow::Result<Self> {
-        // SAFETY: plain syscall; the result is a new fd we own, or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::ESRCH) => usage(format!("--pid {pid}: no such process")),
-                _ => anyhow::anyhow!("pidfd_open({pid}): {err}"),
-            });
+        let no_such_process = || usage(format!("--pid {pid}: no such process"));
+        let raw = i32::try_from(pid).map_err(|_| no_such_process())?;
+        let target = Pid::from_raw(raw).ok_or_else(no_such_process)?;
+        match pidfd_open(target, PidfdFlags::empty()) {
+            Ok(pidfd) => Ok(Self { pid, pidfd }),
+            Err(rustix::io::Errno::SRCH) => Err(no_such_process()),
+            Err(err) => Err(anyhow::anyhow!(
+                "pidfd_open({pid}): {}",
+                io::Error::from(err)
+            )),
         }
-        // SAFETY: fd is a fresh descriptor returned to us.
-        Ok(Self {
-            pid,
-            pidfd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
-        })
     }
 
     /// The process's open descriptors that are sockets, from /proc/PID/fd.
@@ -55,14 +54,7 @@ impl Process {
 
     /// Duplicates the process's descriptor `fd` into this process.
     pub fn dup_fd(&self, fd: RawFd) -> io::Result<OwnedFd> {
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: plain syscall; the result is a new fd we own, or -1.
-        let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.pidfd.as_raw_fd(), fd, 0) };
-        if dup < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: dup is a fresh descriptor returned to us.
-        Ok(unsafe { OwnedFd::from_raw_fd(dup as RawFd) })
+        Ok(pidfd_getfd(&self.pidfd, fd, PidfdGetfdFlags::empty())?)
     }
 
     pub fn comm(&self) -> String {

@@ -1,13 +1,13 @@
-//! Keepalive values given on the command line, checked against the
-//! kernel's limits before anything is touched.
+//! Keepalive values to set, checked against the kernel's limits before
+//! anything is touched, and what they leave on a socket.
 
 use std::time::Duration;
 
 use keepalive_common::{Policy, UNSET};
 
 use crate::{
-    cli::{parse_duration, usage},
-    filter::Cidr,
+    error::usage,
+    model::{config::Config, filter::Cidr},
 };
 
 /// The kernel's limits (include/net/tcp.h: MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL,
@@ -15,27 +15,6 @@ use crate::{
 pub const MAX_KEEPIDLE_S: u64 = 32767;
 pub const MAX_KEEPINTVL_S: u64 = 32767;
 pub const MAX_KEEPCNT: u32 = 127;
-
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct ValueArgs {
-    /// Idle time before the first probe (TCP_KEEPIDLE): 30s, 2m, 1h or seconds.
-    #[arg(long, value_parser = parse_duration)]
-    pub idle: Option<Duration>,
-    /// Time between unanswered probes (TCP_KEEPINTVL).
-    #[arg(long, value_parser = parse_duration)]
-    pub interval: Option<Duration>,
-    /// Unanswered probes before the kernel gives up (TCP_KEEPCNT).
-    #[arg(long, allow_negative_numbers = true)]
-    pub count: Option<u32>,
-    /// Kill the connection when data or probes go unacknowledged this long
-    /// (TCP_USER_TIMEOUT; 0 turns it off). With it, TCP_KEEPCNT is ignored.
-    #[arg(long = "user-timeout", value_parser = parse_duration)]
-    pub user_timeout: Option<Duration>,
-    /// Turn SO_KEEPALIVE off. Only --user-timeout may go with it (it also
-    /// bounds unacknowledged data, keepalive or not).
-    #[arg(long, conflicts_with_all = ["idle", "interval", "count"])]
-    pub off: bool,
-}
 
 /// What to set; `None` leaves a value as the application set it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,8 +35,19 @@ fn whole_seconds(name: &str, d: Duration, max: u64) -> anyhow::Result<u32> {
     Ok(d.as_secs() as u32)
 }
 
-impl ValueArgs {
-    pub fn values(&self) -> anyhow::Result<KeepaliveValues> {
+/// Values as asked for (`--idle 30s ...`), before any check.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestedValues {
+    pub idle: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub count: Option<u32>,
+    pub user_timeout: Option<Duration>,
+    pub off: bool,
+}
+
+impl RequestedValues {
+    /// The values to set, or a usage error naming the limit broken.
+    pub fn checked(&self) -> anyhow::Result<KeepaliveValues> {
         let mut v = KeepaliveValues {
             idle_s: self
                 .idle
@@ -128,6 +118,17 @@ impl KeepaliveValues {
         policy
     }
 
+    /// `before` with these values laid over it: what a change will leave.
+    pub fn overlay(&self, before: &Config) -> Config {
+        Config {
+            keepalive: self.keepalive.unwrap_or(before.keepalive),
+            idle_s: self.idle_s.unwrap_or(before.idle_s),
+            intvl_s: self.intvl_s.unwrap_or(before.intvl_s),
+            cnt: self.cnt.unwrap_or(before.cnt),
+            user_timeout_ms: self.user_timeout_ms.unwrap_or(before.user_timeout_ms),
+        }
+    }
+
     /// "keepalive on, idle 30s, interval 5s, count 3"
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
@@ -154,85 +155,26 @@ impl KeepaliveValues {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::cli::exit_code_for;
-
-    #[derive(Parser)]
-    struct Cmd {
-        #[command(flatten)]
-        values: ValueArgs,
-    }
-
-    fn parse(args: &[&str]) -> anyhow::Result<KeepaliveValues> {
-        let mut argv = vec!["cmd"];
-        argv.extend_from_slice(args);
-        Cmd::try_parse_from(argv)
-            .map_err(anyhow::Error::from)?
-            .values
-            .values()
-    }
 
     #[test]
-    fn values_and_implied_keepalive() {
-        let v = parse(&["--idle", "30s", "--interval", "5", "--count", "3"]).unwrap();
+    fn overlay_keeps_what_is_not_given() {
+        let before = Config {
+            keepalive: false,
+            idle_s: 7200,
+            intvl_s: 75,
+            cnt: 9,
+            user_timeout_ms: 0,
+        };
+        let values = KeepaliveValues {
+            keepalive: Some(true),
+            cnt: Some(3),
+            ..KeepaliveValues::default()
+        };
+        let after = values.overlay(&before);
         assert_eq!(
-            v,
-            KeepaliveValues {
-                keepalive: Some(true),
-                idle_s: Some(30),
-                intvl_s: Some(5),
-                cnt: Some(3),
-                user_timeout_ms: None
-            }
+            (after.keepalive, after.idle_s, after.intvl_s, after.cnt),
+            (true, 7200, 75, 3)
         );
-        assert_eq!(v.describe(), "keepalive on, idle 30s, interval 5s, count 3");
-        let ut = parse(&["--user-timeout", "2500ms"]).unwrap();
-        assert_eq!((ut.keepalive, ut.user_timeout_ms), (None, Some(2500)));
-        assert_eq!(parse(&["--off"]).unwrap().keepalive, Some(false));
-        assert_eq!(parse(&["--idle", "2h"]).unwrap().idle_s, Some(7200));
-    }
-
-    #[test]
-    fn kernel_limits_are_usage_errors() {
-        for bad in [
-            &["--idle", "0"][..],
-            &["--idle", "32768"],
-            &["--idle", "1.5s"],
-            &["--interval", "500ms"],
-            &["--count", "0"],
-            &["--count", "128"],
-            &["--user-timeout", "600h"],
-            &["--user-timeout", "0.5ms"],
-            &[],
-        ] {
-            let err = parse(bad).expect_err(&format!("{bad:?} must be refused"));
-            assert_eq!(exit_code_for(&err), 2, "{bad:?}: {err:#}");
-        }
-        assert!(
-            parse(&["--off", "--idle", "3"]).is_err(),
-            "--off with values"
-        );
-        assert!(parse(&["--idle", "soon"]).is_err());
-        let off = parse(&["--off", "--user-timeout", "0"]).unwrap();
-        assert_eq!((off.keepalive, off.user_timeout_ms), (Some(false), Some(0)));
-        assert_eq!(
-            parse(&["--user-timeout", "2147483647ms"])
-                .unwrap()
-                .user_timeout_ms,
-            Some(i32::MAX as u32)
-        );
-        assert!(parse(&["--user-timeout", "2147483648ms"]).is_err());
-    }
-
-    #[test]
-    fn policy_leaves_unset_values_alone() {
-        let v = parse(&["--idle", "30", "--count", "4"]).unwrap();
-        let p = v.to_policy(Some(443), Some("10.0.0.0/8".parse().unwrap()));
-        assert_eq!((p.enabled, p.keepalive, p.idle_s, p.cnt), (1, 1, 30, 4));
-        assert_eq!((p.intvl_s, p.user_timeout_ms), (UNSET, UNSET));
-        assert_eq!((p.port, p.dst_family, p.dst_prefix_len), (443, 2, 8));
-        assert_eq!(&p.dst_addr[..4], &[10, 0, 0, 0]);
     }
 }

@@ -1,11 +1,14 @@
-//! Reading, setting and restoring keepalive options on a socket we hold,
-//! through socket2.
+//! Which descriptors are connected TCP sockets we can change, and reading
+//! the keepalive settings in force on them through socket2.
 
-use std::{net::SocketAddr, os::fd::OwnedFd, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, os::fd::OwnedFd};
 
-use socket2::{SockRef, TcpKeepalive, Type};
+use socket2::{SockRef, Type};
 
-use crate::{events::Config, options::KeepaliveValues};
+use crate::{
+    host::{owners::Holder, pidfd::Process},
+    model::{config::Config, conn::canonical},
+};
 
 /// Why a descriptor is not a connected TCP socket we can change.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,16 +28,6 @@ pub struct TcpTarget {
     pub fd: OwnedFd,
     pub local: SocketAddr,
     pub remote: SocketAddr,
-}
-
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => v6
-            .ip()
-            .to_ipv4_mapped()
-            .map_or(addr, |v4| SocketAddr::new(v4.into(), v6.port())),
-        v4 => v4,
-    }
 }
 
 pub fn as_tcp_target(fd: OwnedFd) -> Result<TcpTarget, NotATarget> {
@@ -81,47 +74,26 @@ pub fn read(fd: &OwnedFd) -> std::io::Result<Config> {
     })
 }
 
-/// Sets what `values` names; the rest stays as it is.
-pub fn apply(fd: &OwnedFd, values: &KeepaliveValues) -> std::io::Result<()> {
-    let sock = SockRef::from(fd);
-    let mut params = TcpKeepalive::new();
-    let mut any = false;
-    if let Some(idle) = values.idle_s {
-        params = params.with_time(Duration::from_secs(idle.into()));
-        any = true;
-    }
-    if let Some(intvl) = values.intvl_s {
-        params = params.with_interval(Duration::from_secs(intvl.into()));
-        any = true;
-    }
-    if let Some(cnt) = values.cnt {
-        params = params.with_retries(cnt);
-        any = true;
-    }
-    if any {
-        sock.set_tcp_keepalive(&params)?;
-    }
-    if let Some(on) = values.keepalive {
-        sock.set_keepalive(on)?;
-    }
-    if let Some(ms) = values.user_timeout_ms {
-        sock.set_tcp_user_timeout((ms > 0).then(|| Duration::from_millis(ms.into())))?;
-    }
-    Ok(())
+/// Reads settings through duplicates of holders' descriptors, one pidfd per
+/// process however many sockets it holds.
+#[derive(Default)]
+pub struct SettingsReader {
+    processes: HashMap<u32, Option<Process>>,
 }
 
-/// Puts back every value read before a change that failed midway.
-pub fn restore(fd: &OwnedFd, before: &Config) -> std::io::Result<()> {
-    apply(
-        fd,
-        &KeepaliveValues {
-            keepalive: Some(before.keepalive),
-            idle_s: Some(before.idle_s),
-            intvl_s: Some(before.intvl_s),
-            cnt: Some(before.cnt),
-            user_timeout_ms: Some(before.user_timeout_ms),
-        },
-    )
+impl SettingsReader {
+    /// None without a holder (kernel-owned, TIME-WAIT, not yet accepted) or
+    /// when the holder is gone or cannot be reached.
+    pub fn read(&mut self, holder: Option<&Holder>) -> Option<Config> {
+        let holder = holder?;
+        let process = self
+            .processes
+            .entry(holder.owner.pid)
+            .or_insert_with(|| Process::open(holder.owner.pid).ok())
+            .as_ref()?;
+        let fd = process.dup_fd(holder.fd).ok()?;
+        read(&fd).ok()
+    }
 }
 
 #[cfg(test)]
@@ -132,22 +104,22 @@ mod tests {
 
     /// Runs without root, on our own sockets.
     #[test]
-    fn reads_sets_and_restores_on_a_real_socket() {
+    fn reads_what_the_application_set() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let sock = SockRef::from(&client);
+        sock.set_tcp_keepalive(
+            &socket2::TcpKeepalive::new()
+                .with_time(std::time::Duration::from_secs(30))
+                .with_interval(std::time::Duration::from_secs(5))
+                .with_retries(3),
+        )
+        .unwrap();
+        sock.set_tcp_user_timeout(Some(std::time::Duration::from_millis(2500)))
+            .unwrap();
         let fd: OwnedFd = client.into();
-        let before = read(&fd).unwrap();
-        let values = KeepaliveValues {
-            keepalive: Some(true),
-            idle_s: Some(30),
-            intvl_s: Some(5),
-            cnt: Some(3),
-            user_timeout_ms: Some(2500),
-        };
-        apply(&fd, &values).unwrap();
-        let after = read(&fd).unwrap();
         assert_eq!(
-            after,
+            read(&fd).unwrap(),
             Config {
                 keepalive: true,
                 idle_s: 30,
@@ -156,9 +128,8 @@ mod tests {
                 user_timeout_ms: 2500
             }
         );
-        restore(&fd, &before).unwrap();
-        assert_eq!(read(&fd).unwrap(), before);
-        assert!(as_tcp_target(fd).is_ok());
+        let target = as_tcp_target(fd).unwrap();
+        assert_eq!(target.remote, listener.local_addr().unwrap());
     }
 
     #[test]

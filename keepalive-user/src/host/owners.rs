@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{events::Conn, output::Owner};
+use crate::model::{conn::Conn, owner::Owner};
 
 /// Rescan /proc at most this often when an unknown inode shows up: a scan
 /// reads every process's fd table.

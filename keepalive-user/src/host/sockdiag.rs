@@ -153,11 +153,7 @@ pub fn state_by_name(name: &str) -> Option<u8> {
 }
 
 fn canonical(ip: IpAddr, port: u16) -> SocketAddr {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    SocketAddr::new(ip, port)
+    SocketAddr::new(ip.to_canonical(), port)
 }
 
 /// Every TCP socket of this network namespace but NEW-SYN-RECV requests,

@@ -1,0 +1,261 @@
+//! Per-connection timelines: turns kernel events into what the user asks
+//! about — which probe was answered and how fast, which went unanswered, and
+//! when and why the kernel gave up — and keeps the session's summary.
+
+mod record;
+#[cfg(test)]
+mod tests;
+
+pub use self::record::{Reason, Record, Report};
+use crate::model::{
+    config::Config,
+    conn::Conn,
+    event::{EventKind, KernelEvent},
+    summary::Summary,
+};
+
+#[derive(Debug, Default)]
+struct ConnState {
+    config: Option<Config>,
+    /// Probes sent since the peer last answered (the kernel's numbering).
+    unanswered_run: u32,
+    /// When the last segment from the peer arrived, where known.
+    last_peer_ns: Option<u64>,
+    /// A timeout or reset was reported: later errors and resets of the same
+    /// death are not reported again.
+    ended: bool,
+    /// The socket reached TCP_CLOSE. Kept a moment longer because the kernel
+    /// reports the error (ETIMEDOUT) after the close (tcp_write_err calls
+    /// tcp_done before sk_error_report).
+    closed_at_ns: Option<u64>,
+    /// Counted in the summary's connections.
+    counted: bool,
+}
+
+/// How long a closed connection waits for its error report.
+const CLOSED_GRACE_NS: u64 = 1_000_000_000;
+
+const ECONNRESET: u32 = libc::ECONNRESET as u32;
+const ECONNREFUSED: u32 = libc::ECONNREFUSED as u32;
+const EPIPE: u32 = libc::EPIPE as u32;
+const ETIMEDOUT: u32 = libc::ETIMEDOUT as u32;
+
+#[derive(Debug, Default)]
+pub struct Timelines {
+    /// foldhash, not SipHash: hashing the 4-tuple was a tenth of watch's
+    /// CPU at 100 000 events a second.
+    conns: foldhash::HashMap<Conn, ConnState>,
+    defaults: Option<Config>,
+    /// Report only connections first seen by the cgroup-scoped hooks
+    /// (packets, sock_ops): tracepoints see the whole host, so under
+    /// `--cgroup` their events about other connections are ignored.
+    only_seen_by_cgroup_hooks: bool,
+    pub summary: Summary,
+}
+
+impl Timelines {
+    /// `defaults` fill settings the kernel reported as "namespace default".
+    pub fn new(defaults: Option<Config>) -> Self {
+        Self {
+            defaults,
+            ..Self::default()
+        }
+    }
+
+    pub fn only_seen_by_cgroup_hooks(mut self) -> Self {
+        self.only_seen_by_cgroup_hooks = true;
+        self
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Feeds one kernel event; returns what to show, oldest first.
+    pub fn on_event(&mut self, event: &KernelEvent) -> Vec<Record> {
+        let mut out = Vec::new();
+        let defaults = self.defaults;
+        let summary = &mut self.summary;
+        let from_cgroup_hook = matches!(
+            event.kind,
+            EventKind::Probe { .. }
+                | EventKind::Ack { .. }
+                | EventKind::Established
+                | EventKind::OptionsSet { .. }
+        );
+        let only_if_known = (self.only_seen_by_cgroup_hooks && !from_cgroup_hook)
+            || matches!(event.kind, EventKind::SocketError { errno } if errno != ETIMEDOUT);
+        // The lookup only when it matters: probes and answers are nearly all
+        // events, and each lookup is a cache miss with 50 000 connections.
+        if only_if_known && !self.conns.contains_key(&event.conn) {
+            // An error on a connection we never saw alive, not a timeout:
+            // refused connects and the like are not this tool's business.
+            return out;
+        }
+        let state = self.conns.entry(event.conn).or_default();
+        if let Some(config) = event.config {
+            state.config = Some(defaults.map_or(config, |d| config.with_defaults(&d)));
+        }
+        let mut emit = |state: &mut ConnState, report: Report| {
+            out.push(Record {
+                ts_ns: event.ts_ns,
+                conn: event.conn,
+                config: state.config,
+                report,
+            });
+        };
+        match event.kind {
+            EventKind::Probe { n, idle_ns } => {
+                if n > 1 {
+                    summary.unanswered += 1;
+                    emit(state, Report::Unanswered { n: n - 1 });
+                }
+                if let Some(idle) = idle_ns {
+                    state.last_peer_ns = Some(event.ts_ns.saturating_sub(idle));
+                }
+                state.unanswered_run = n;
+                state.ended = false;
+                summary.probes += 1;
+                emit(
+                    state,
+                    Report::Probe {
+                        n,
+                        idle_ms: idle_ns.map(|i| i / 1_000_000),
+                    },
+                );
+            }
+            EventKind::Ack { n, rtt_ns } => {
+                state.unanswered_run = 0;
+                state.last_peer_ns = Some(event.ts_ns);
+                summary.answered += 1;
+                summary.rtt_us.record(rtt_ns / 1000);
+                emit(
+                    state,
+                    Report::Ack {
+                        n,
+                        rtt_us: rtt_ns / 1000,
+                    },
+                );
+            }
+            EventKind::KeepaliveReset => {
+                let reason = keepalive_reason(state.config);
+                finish(state, event.ts_ns, reason, summary, &mut emit);
+            }
+            EventKind::SocketError { errno } if !state.ended => match errno {
+                // A reset from the peer: reported by `reset`, not a timeout.
+                ECONNRESET | ECONNREFUSED | EPIPE => {}
+                ETIMEDOUT => {
+                    let reason = if state.unanswered_run > 0 {
+                        // Kernels without the reset reason (< ~6.12) end here.
+                        keepalive_reason(state.config)
+                    } else if state.config.is_some_and(|c| c.user_timeout_ms > 0) {
+                        Reason::UserTimeout
+                    } else {
+                        Reason::Retransmit
+                    };
+                    finish(state, event.ts_ns, reason, summary, &mut emit);
+                }
+                // The kernel reports a soft error (e.g. EHOSTUNREACH from an
+                // ICMP) in place of ETIMEDOUT when it has one.
+                other => finish(state, event.ts_ns, Reason::Error(other), summary, &mut emit),
+            },
+            EventKind::SocketError { .. } => {}
+            EventKind::ResetReceived if !state.ended => {
+                let after_probe = (state.unanswered_run > 0).then_some(state.unanswered_run);
+                state.unanswered_run = 0;
+                state.ended = true;
+                summary.resets += 1;
+                emit(state, Report::Reset { after_probe });
+            }
+            EventKind::ResetReceived => {}
+            EventKind::Closed { .. } => state.closed_at_ns = Some(event.ts_ns),
+            EventKind::Established => {}
+            EventKind::OptionsSet { result } => emit(state, Report::OptionsSet { result }),
+        }
+        let seen = !out.is_empty() || matches!(event.kind, EventKind::Established);
+        if seen && !state.counted {
+            state.counted = true;
+            summary.connections += 1;
+        }
+        out
+    }
+
+    /// Forgets connections closed more than a moment before `now_ns`; a
+    /// probe still out when one closed without a timeout went unanswered.
+    /// Returns those records and the connections forgotten.
+    pub fn expire_closed(&mut self, now_ns: u64) -> (Vec<Record>, Vec<Conn>) {
+        let mut out = Vec::new();
+        let mut forgotten = Vec::new();
+        let summary = &mut self.summary;
+        self.conns.retain(|conn, state| {
+            let Some(closed) = state.closed_at_ns else {
+                return true;
+            };
+            if now_ns.saturating_sub(closed) < CLOSED_GRACE_NS {
+                return true;
+            }
+            if !state.ended && state.unanswered_run > 0 {
+                summary.unanswered += 1;
+                out.push(Record {
+                    ts_ns: closed,
+                    conn: *conn,
+                    config: state.config,
+                    report: Report::Unanswered {
+                        n: state.unanswered_run,
+                    },
+                });
+            }
+            forgotten.push(*conn);
+            false
+        });
+        (out, forgotten)
+    }
+}
+
+fn keepalive_reason(config: Option<Config>) -> Reason {
+    // With TCP_USER_TIMEOUT set the keepalive timer ignores TCP_KEEPCNT and
+    // kills on the user timeout instead.
+    if config.is_some_and(|c| c.user_timeout_ms > 0) {
+        Reason::UserTimeout
+    } else {
+        Reason::Keepalive
+    }
+}
+
+fn finish(
+    state: &mut ConnState,
+    ts_ns: u64,
+    reason: Reason,
+    summary: &mut Summary,
+    emit: &mut impl FnMut(&mut ConnState, Report),
+) {
+    let probes = state.unanswered_run;
+    if probes > 0 {
+        summary.unanswered += 1;
+        emit(state, Report::Unanswered { n: probes });
+    }
+    let detect_ms = state
+        .last_peer_ns
+        .map(|last| ts_ns.saturating_sub(last) / 1_000_000);
+    let predicted_ms = match (&reason, state.config) {
+        (Reason::Keepalive | Reason::UserTimeout, Some(c)) if c.keepalive => {
+            Some(c.predicted_detect_ms())
+        }
+        _ => None,
+    };
+    if let Some(d) = detect_ms {
+        summary.detect_ms.record(d);
+    }
+    *summary.timeouts.entry(reason.to_string()).or_default() += 1;
+    state.unanswered_run = 0;
+    state.ended = true;
+    emit(
+        state,
+        Report::Timeout {
+            reason,
+            probes,
+            detect_ms,
+            predicted_ms,
+        },
+    );
+}
