@@ -7,9 +7,12 @@
 //! inside namespaces they created.
 
 mod bpf;
+mod json;
 mod netns;
 mod peer;
 mod run;
+mod shim;
+mod ss;
 mod watch;
 
 use std::{
@@ -21,9 +24,15 @@ use std::{
 };
 
 pub use bpf::{cgroup_links_of_ours, ebpf_programs_of_ours, links_owned_by, programs_owned_by};
+pub use json::{event, is, json_lines, keepalive_settings, pick, timing_of};
 pub use netns::{NetNs, Nft, VethPair};
-pub use peer::Peer;
-pub use run::{json_lines, keepalive_settings, run_keepalive, run_keepalive_in, unique_port};
+pub use peer::{Pair, Peer, answer_for};
+pub use run::{
+    assert_usage_error, assert_usage_error_in, ok_json, run_keepalive, run_keepalive_as_nobody,
+    run_keepalive_as_nobody_in, run_keepalive_in, run_keepalive_in_unread, unique_port,
+};
+pub use shim::FailingKeepcnt;
+pub use ss::{ss_established, ss_keepalive_timer, ss_line, ss_ms};
 pub use watch::Watch;
 
 /// Panics unless running as root, naming the command that arranges it.
@@ -125,7 +134,7 @@ pub(crate) fn run_checked(cmd: &mut Command) -> String {
 }
 
 /// Sends `signal` to `pid`, ignoring a process that is already gone.
-pub(crate) fn signal(pid: u32, signal: libc::c_int) {
+pub fn signal(pid: u32, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
     // SAFETY: kill has no memory-safety preconditions.
     unsafe {

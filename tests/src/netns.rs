@@ -8,7 +8,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use crate::{run_checked, unique_name};
+use crate::{require_root, run_checked, unique_name};
 
 /// A network namespace of our own, with `lo` up; deleted on drop, after
 /// SIGKILLing whatever still runs in it.
@@ -18,8 +18,10 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// Creates a namespace named like `ka-<pid>-<n>` and brings `lo` up.
+    /// Creates a namespace named like `ka-<pid>-<n>` and brings `lo` up;
+    /// panics first, as [`require_root`] does, unless running as root.
     pub fn new() -> Self {
+        require_root();
         let name = unique_name("ka");
         run_checked(Command::new("ip").args(["netns", "add", &name]));
         let ns = Self { name };

@@ -1,5 +1,5 @@
-//! The `tcp-peer` helper as a guard: its connections, its JSON answers, and
-//! commands written to its stdin.
+//! The `tcp-peer` helper as a guard: its connections, its JSON answers,
+//! commands written to its stdin, and a listener with a client as a [`Pair`].
 
 use std::{
     collections::VecDeque,
@@ -102,6 +102,19 @@ impl Peer {
         &self.connections
     }
 
+    /// The local address of connection `i`, like `127.0.0.1:41234`.
+    pub fn local(&self, i: usize) -> String {
+        self.connections[i]["local"]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!(
+                    "connection {i} has no local address: {:?}",
+                    self.connections
+                )
+            })
+            .to_owned()
+    }
+
     /// Waits until at least `n` connections are reported (a listener accepting); panics after `timeout`.
     pub fn wait_connections(&mut self, n: usize, timeout: Duration) -> &[Value] {
         let deadline = Instant::now() + timeout;
@@ -181,9 +194,41 @@ impl Peer {
     }
 }
 
+/// The answer about descriptor `fd` among those [`Peer::get`] returned.
+pub fn answer_for<'a>(answers: &'a [Value], fd: &Value) -> &'a Value {
+    answers
+        .iter()
+        .find(|a| &a["fd"] == fd)
+        .unwrap_or_else(|| panic!("no answer for fd {fd}: {answers:?}"))
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `tcp-peer listen` and a `tcp-peer connect` to it, in one namespace.
+pub struct Pair {
+    pub server: Peer,
+    pub client: Peer,
+}
+
+impl Pair {
+    /// `listen LISTEN` and `connect CONNECT CLIENT_ARGS...` inside `ns`,
+    /// returned once the client's connections are up.
+    pub fn spawn_in(ns: &NetNs, listen: &str, connect: &str, client_args: &[&str]) -> Self {
+        let server = Peer::spawn_in(ns, &["listen", listen]);
+        let mut args = vec!["connect", connect];
+        args.extend_from_slice(client_args);
+        let client = Peer::spawn_in(ns, &args);
+        Self { server, client }
+    }
+
+    /// Both ends on `127.0.0.1:port` inside `ns`.
+    pub fn loopback_in(ns: &NetNs, port: u16, client_args: &[&str]) -> Self {
+        let addr = format!("127.0.0.1:{port}");
+        Self::spawn_in(ns, &addr, &addr, client_args)
     }
 }

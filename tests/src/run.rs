@@ -1,5 +1,5 @@
-//! Running `keepalive` as a one-shot command, and the small helpers the
-//! test files share: unique ports, JSON lines, the settings in an event.
+//! Running `keepalive` as a one-shot command (as root, as nobody, or with
+//! nobody reading its stdout), checking a usage error, and unique ports.
 
 use std::{
     process::{Command, Stdio},
@@ -8,7 +8,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{NetNs, keepalive_bin};
+use crate::{NetNs, json_lines, keepalive_bin};
 
 /// A port no other test of this run uses: each test binary (a process)
 /// gets its own block of 100, so binaries run side by side never share one.
@@ -29,7 +29,25 @@ pub fn run_keepalive_in(ns: &NetNs, args: &[&str]) -> (Option<i32>, String, Stri
     finish(ns.command(keepalive_bin()), args)
 }
 
-fn finish(mut cmd: Command, args: &[&str]) -> (Option<i32>, String, String) {
+/// Like [`run_keepalive`], as user and group 65534 (nobody) without groups.
+pub fn run_keepalive_as_nobody(args: &[&str]) -> (Option<i32>, String, String) {
+    finish(as_nobody(Command::new("setpriv")), args)
+}
+
+/// Like [`run_keepalive_as_nobody`], inside `ns`.
+pub fn run_keepalive_as_nobody_in(ns: &NetNs, args: &[&str]) -> (Option<i32>, String, String) {
+    finish(as_nobody(ns.command("setpriv")), args)
+}
+
+fn as_nobody(mut setpriv: Command) -> Command {
+    setpriv
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(keepalive_bin());
+    setpriv
+}
+
+/// Runs `cmd ARGS` (a `keepalive` command line) to completion, as [`run_keepalive`] does.
+pub(crate) fn finish(mut cmd: Command, args: &[&str]) -> (Option<i32>, String, String) {
     let out = cmd
         .args(args)
         .stdin(Stdio::null())
@@ -44,20 +62,51 @@ fn finish(mut cmd: Command, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// One JSON value per line of `stdout`; a line that is not JSON fails the test.
-pub fn json_lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-        .collect()
+/// Like [`run_keepalive_in`], with stdout closed before the command has
+/// written anything (a reader that went away): (exit code, stderr).
+pub fn run_keepalive_in_unread(ns: &NetNs, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = ns
+        .command(keepalive_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run keepalive {args:?}: {e}"));
+    drop(child.stdout.take());
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for keepalive {args:?}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    (out.status.code(), stderr)
 }
 
-/// (SO_KEEPALIVE, idle s, interval s, count) from a `config` object.
-pub fn keepalive_settings(config: &Value) -> (bool, u64, u64, u64) {
-    (
-        config["keepalive"].as_bool().unwrap_or(false),
-        config["idle_s"].as_u64().unwrap_or(0),
-        config["intvl_s"].as_u64().unwrap_or(0),
-        config["cnt"].as_u64().unwrap_or(0),
-    )
+/// The JSON lines of a `keepalive ... --json` run that must succeed (exit 0).
+pub fn ok_json(output: (Option<i32>, String, String)) -> Vec<Value> {
+    let (code, stdout, stderr) = output;
+    assert_eq!(code, Some(0), "{stderr}");
+    json_lines(&stdout)
+}
+
+/// Runs `keepalive ARGS` and asserts it is refused as a usage error: exit
+/// code 2 and a first line of stderr that says what is wrong and contains
+/// `expect` (clap may add a hint about --help below it).
+pub fn assert_usage_error(args: &[&str], expect: &str) {
+    check_usage_error(run_keepalive(args), args, expect);
+}
+
+/// Like [`assert_usage_error`], inside `ns`.
+pub fn assert_usage_error_in(ns: &NetNs, args: &[&str], expect: &str) {
+    check_usage_error(run_keepalive_in(ns, args), args, expect);
+}
+
+fn check_usage_error(output: (Option<i32>, String, String), args: &[&str], expect: &str) {
+    let (code, _, stderr) = output;
+    assert_eq!(code, Some(2), "{args:?}: {stderr}");
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        !first.is_empty() && first.contains(expect),
+        "{args:?}: expected {expect:?} on the first line of {stderr}"
+    );
 }

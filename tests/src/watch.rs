@@ -47,6 +47,15 @@ impl Watch {
         Self::start(Command::new(keepalive_bin()), &full)
     }
 
+    /// Watches `--port PORT EXTRA...` in the root namespace (the programs
+    /// see every namespace).
+    pub fn on_port(port: u16, extra: &[&str]) -> Self {
+        let port = port.to_string();
+        let mut args = vec!["--port", port.as_str()];
+        args.extend_from_slice(extra);
+        Self::spawn(&args)
+    }
+
     /// Starts another long-running subcommand that streams JSON events, such
     /// as `set --new ... --json`, and waits until it has attached.
     pub fn spawn_command(args: &[&str]) -> Self {

@@ -119,7 +119,7 @@ fn interrupted_demo_leaves_nothing_behind() {
         1,
         "the demo's namespace exists while it runs"
     );
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    signal(pid, libc::SIGINT);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(

@@ -290,7 +290,7 @@ fn interrupted_discover_reports_what_it_knows_and_leaves_nothing() {
             "no trial answered"
         );
     }
-    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    signal(pid, libc::SIGINT);
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     let status = child.wait().unwrap();

@@ -1,7 +1,7 @@
 //! The tool's life cycle against the real kernel: the doctor finds the hooks
 //! it needs, and a watcher leaves nothing loaded or attached when it ends,
-//! whether by its own `--duration`, or by SIGKILL (bpf links die with the
-//! last file descriptor).
+//! whether by its own `--duration`, by SIGINT or SIGTERM (with a summary),
+//! or by SIGKILL (bpf links die with the last file descriptor).
 //!
 //! Needs root: run through `cargo xtask test`.
 
@@ -126,4 +126,29 @@ fn sigkilled_watch_leaves_no_programs_or_links() {
         "SIGKILL should end the watcher: {status} {stderr}"
     );
     assert_released(pid, &loaded);
+}
+
+#[test]
+fn interrupt_terminate_and_kill_leave_nothing_attached() {
+    require_root();
+    for stop in ["SIGINT", "SIGTERM", "SIGKILL"] {
+        let watch = Watch::on_port(unique_port(), &[]);
+        let pid = watch.pid();
+        let loaded = programs_owned_by(pid);
+        assert!(!loaded.is_empty(), "watcher {pid} has its programs loaded");
+        let watch = match stop {
+            "SIGINT" => watch.interrupt(),
+            "SIGTERM" => watch.terminate(),
+            _ => watch.kill(),
+        };
+        let (status, events, stderr) = watch.wait_output();
+        if stop != "SIGKILL" {
+            assert!(status.success(), "{stop}: {status:?} {stderr}");
+            assert!(
+                events.iter().any(|v| event(v) == "summary"),
+                "{stop}: summary printed on exit"
+            );
+        }
+        assert_released(pid, &loaded);
+    }
 }

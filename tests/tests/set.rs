@@ -1,24 +1,26 @@
 //! `keepalive set` on other processes' live connections, against the real
-//! kernel: the owning process reads the new values back itself, and watch
-//! sees probes at the new timing.
+//! kernel, by each kind of target (`--pid`, `--fd`, `--port`, `--conn`, IPv6
+//! and IPv4-mapped ends named as `ls` shows them, one socket held through
+//! two descriptors): the owning process reads the new values back itself,
+//! and watch sees probes at the new timing.
 //!
 //! Needs root: run through `cargo xtask test`.
 
-use std::{process::Command, time::Duration};
+use std::time::{Duration, Instant};
 
 use keepalive_tests::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[test]
 fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
-    require_root();
     let ns = NetNs::new();
     let p = unique_port();
-    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
-    let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}"), "--count", "2"]);
-    let watch = Watch::spawn(&["--port", &p.to_string()]);
+    let mut pair = Pair::loopback_in(&ns, p, &["--count", "2"]);
+    let client = &mut pair.client;
+    let watch = Watch::on_port(p, &[]);
+    // From the root namespace: the target is a process, whatever its namespace.
     let pid = client.pid().to_string();
-    let (code, stdout, stderr) = run_keepalive(&[
+    let changed = ok_json(run_keepalive(&[
         "set",
         "--pid",
         &pid,
@@ -29,13 +31,8 @@ fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
         "--count",
         "3",
         "--json",
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
-    let changed: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(changed.len(), 2, "both connections: {stdout}");
+    ]));
+    assert_eq!(changed.len(), 2, "both connections: {changed:#?}");
     for c in &changed {
         assert_eq!(keepalive_settings(&c["after"]), (true, 1, 1, 3), "{c}");
         assert_eq!(c["before"]["keepalive"], false);
@@ -48,16 +45,17 @@ fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
         );
     }
     let local = client.connections()[0]["local"].clone();
+    let is_its_probe = |v: &Value| event(v) == "probe" && v["src"] == local;
     let probes: Vec<Value> = watch
         .collect_until(Duration::from_secs(5), {
             let mut n = 0;
             move |v: &Value| {
-                n += usize::from(v["event"] == "probe" && v["src"] == local);
+                n += usize::from(is_its_probe(v));
                 n == 2
             }
         })
         .into_iter()
-        .filter(|v| v["event"] == "probe" && v["src"] == client.connections()[0]["local"])
+        .filter(is_its_probe)
         .collect();
     assert_eq!(
         probes.len(),
@@ -70,16 +68,17 @@ fn pid_target_changes_every_connection_and_watch_sees_the_new_timing() {
 
 #[test]
 fn fd_target_changes_only_that_socket() {
-    require_root();
     let ns = NetNs::new();
-    let p = unique_port();
-    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
-    let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}"), "--count", "2"]);
-    let fd = client.connections()[1]["fd"].to_string();
+    let mut pair = Pair::loopback_in(&ns, unique_port(), &["--count", "2"]);
+    let client = &mut pair.client;
+    let (pid, fd) = (
+        client.pid().to_string(),
+        client.connections()[1]["fd"].to_string(),
+    );
     let (code, _, stderr) = run_keepalive(&[
         "set",
         "--pid",
-        &client.pid().to_string(),
+        &pid,
         "--fd",
         &fd,
         "--idle",
@@ -89,10 +88,9 @@ fn fd_target_changes_only_that_socket() {
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let got = client.get();
-    let by_fd = |fd: &Value| got.iter().find(|g| &g["fd"] == fd).unwrap().clone();
-    let changed = by_fd(&client.connections()[1]["fd"]);
-    let untouched = by_fd(&client.connections()[0]["fd"]);
-    assert!(keepalive_settings(&changed).0);
+    let changed = answer_for(&got, &client.connections()[1]["fd"]);
+    let untouched = answer_for(&got, &client.connections()[0]["fd"]);
+    assert!(keepalive_settings(changed).0);
     assert_eq!(changed["idle_s"], 30);
     assert_eq!(changed["user_timeout_ms"], 5000);
     assert_eq!(
@@ -104,171 +102,154 @@ fn fd_target_changes_only_that_socket() {
 
 #[test]
 fn dry_run_changes_nothing() {
-    require_root();
     let ns = NetNs::new();
-    let p = unique_port();
-    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
-    let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
-    let (code, stdout, stderr) = run_keepalive(&[
-        "set",
-        "--pid",
-        &client.pid().to_string(),
-        "--idle",
-        "9",
-        "--dry-run",
-    ]);
+    let mut pair = Pair::loopback_in(&ns, unique_port(), &[]);
+    let pid = pair.client.pid().to_string();
+    let (code, stdout, stderr) = run_keepalive(&["set", "--pid", &pid, "--idle", "9", "--dry-run"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("would set"), "{stdout}");
-    assert_eq!(client.get()[0]["keepalive"], false);
-}
-
-#[test]
-fn bad_targets_and_values_change_nothing() {
-    require_root();
-    let ns = NetNs::new();
-    let p = unique_port();
-    let listener = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
-    let mut client = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
-    let udp = ChildGuard(
-        ns.command("python3")
-            .args(["-c", "import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1',0)); time.sleep(60)"])
-            .spawn()
-            .expect("python3 holding a UDP socket"),
-    );
-    let idle = ChildGuard(Command::new("sleep").arg("60").spawn().unwrap());
-    std::thread::sleep(Duration::from_millis(300));
-    let (client_pid, listener_pid) = (client.pid().to_string(), listener.pid().to_string());
-    let (udp_pid, idle_pid) = (udp.pid().to_string(), idle.pid().to_string());
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (
-            vec!["set", "--pid", "4194000", "--idle", "5"],
-            "no such process",
-        ),
-        (
-            vec!["set", "--pid", &idle_pid, "--idle", "5"],
-            "no connected TCP socket",
-        ),
-        (
-            vec!["set", "--pid", &client_pid, "--fd", "0", "--idle", "5"],
-            "not a socket",
-        ),
-        (
-            vec!["set", "--pid", &client_pid, "--fd", "77", "--idle", "5"],
-            "no fd 77",
-        ),
-        (
-            vec!["set", "--pid", &udp_pid, "--fd", "3", "--idle", "5"],
-            "not a TCP socket",
-        ),
-        (
-            vec!["set", "--pid", &listener_pid, "--fd", "3", "--idle", "5"],
-            "listening",
-        ),
-        (
-            vec!["set", "--pid", &client_pid, "--count", "128"],
-            "1 to 127",
-        ),
-        (
-            vec!["set", "--pid", &client_pid, "--idle", "40000"],
-            "32767",
-        ),
-        (
-            vec!["set", "--pid", &client_pid, "--interval", "5 minutes"],
-            "unknown unit",
-        ),
-        (vec!["set", "--pid", &client_pid], "no value to set"),
-    ];
-    for (args, expect) in cases {
-        let (code, _, stderr) = run_keepalive(&args);
-        assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        let first = stderr.lines().next().unwrap_or("");
-        assert!(
-            first.contains(expect),
-            "{args:?}: expected {expect:?} on the first line of {stderr}"
-        );
-        assert!(!stderr.contains("panicked"), "{stderr}");
-    }
-    assert_eq!(client.get()[0]["keepalive"], false, "nothing changed");
-    let not_root = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(keepalive_bin())
-        .args(["set", "--pid", &client_pid, "--idle", "5"])
-        .output()
-        .unwrap();
-    assert_eq!(not_root.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&not_root.stderr).contains("needs root"));
-    assert_eq!(client.get()[0]["keepalive"], false, "nothing changed");
+    assert_eq!(pair.client.get()[0]["keepalive"], false);
 }
 
 #[test]
 fn port_and_conn_targets_find_the_owners() {
-    require_root();
     let ns = NetNs::new();
     let (p, other) = (unique_port(), unique_port());
-    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
-    let _other_server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{other}")]);
-    let mut target = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
-    let mut bystander = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{other}")]);
-    // sock_diag sees the namespace it runs in, as `ss` does.
-    let out = ns
-        .command(keepalive_bin())
-        .args(["set", "--port", &p.to_string(), "--idle", "7", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (mut target, mut bystander) = (
+        Pair::loopback_in(&ns, p, &[]),
+        Pair::loopback_in(&ns, other, &[]),
     );
-    let changed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    // sock_diag sees the namespace it runs in, as `ss` does.
+    let changed = ok_json(run_keepalive_in(
+        &ns,
+        &["set", "--port", &p.to_string(), "--idle", "7", "--json"],
+    ));
     assert!(
-        changed.iter().any(|c| c["pid"] == target.pid()),
+        changed.iter().any(|c| c["pid"] == target.client.pid()),
         "the client is found: {changed:#?}"
     );
+    let on_port = format!(":{p}");
     assert!(
         changed
             .iter()
-            .all(|c| c["src"].as_str().unwrap().ends_with(&format!(":{p}"))
-                || c["dst"].as_str().unwrap().ends_with(&format!(":{p}")))
+            .all(|c| c["src"].as_str().unwrap().ends_with(&on_port)
+                || c["dst"].as_str().unwrap().ends_with(&on_port)),
+        "only connections on port {p}: {changed:#?}"
     );
-    assert_eq!(target.get()[0]["idle_s"], 7);
+    assert_eq!(target.client.get()[0]["idle_s"], 7);
     assert_eq!(
-        bystander.get()[0]["keepalive"],
+        bystander.client.get()[0]["keepalive"],
         false,
         "another port's process is untouched"
     );
 
-    let conn = bystander.connections()[0].clone();
-    let out = ns
-        .command(keepalive_bin())
-        .args([
-            "set",
-            "--conn",
-            conn["local"].as_str().unwrap(),
-            conn["remote"].as_str().unwrap(),
-            "--count",
-            "5",
-        ])
-        .output()
-        .unwrap();
+    let conn = &bystander.client.connections()[0];
+    let (local, remote) = (
+        conn["local"].as_str().unwrap(),
+        conn["remote"].as_str().unwrap(),
+    );
+    let by_conn = ["set", "--conn", local, remote, "--count", "5"];
+    let (code, _, stderr) = run_keepalive_in(&ns, &by_conn);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(bystander.client.get()[0]["cnt"], 5);
+    assert_usage_error_in(
+        &ns,
+        &["set", "--port", "9", "--idle", "5"],
+        "no connection with port 9",
+    );
+}
+
+#[test]
+fn ipv6_and_mapped_connections_are_set_as_ls_shows_them() {
+    let ns = NetNs::new();
+    let p = unique_port();
+    let mut server = Peer::spawn_in(&ns, &["listen", &format!("[::]:{p}"), "--v6only-off"]);
+    let mut v6 = Peer::spawn_in(&ns, &["connect", &format!("[::1]:{p}")]);
+    let _v4 = Peer::spawn_in(&ns, &["connect", &format!("127.0.0.1:{p}")]);
+    server.wait_connections(2, Duration::from_secs(5));
+
+    let rows = ok_json(run_keepalive_in(
+        &ns,
+        &["ls", "--json", "--port", &p.to_string()],
+    ));
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    let mapped = rows
+        .iter()
+        .find(|r| r["pid"] == server.pid() && r["src"] == format!("127.0.0.1:{p}"))
+        .unwrap_or_else(|| panic!("the server's IPv4-mapped end shown as IPv4: {rows:#?}"));
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        rows.iter()
+            .any(|r| r["src"] == v6.connections()[0]["local"])
     );
-    assert_eq!(bystander.get()[0]["cnt"], 5);
-    let missing = ns
-        .command(keepalive_bin())
-        .args(["set", "--port", "9", "--idle", "5"])
-        .output()
-        .unwrap();
+
+    // The server's end of the IPv4 connection, named as ls shows it.
+    let (src, dst) = (
+        mapped["src"].as_str().unwrap(),
+        mapped["dst"].as_str().unwrap(),
+    );
+    let by_conn = ["set", "--conn", src, dst, "--idle", "11", "--json"];
+    let changed = ok_json(run_keepalive_in(&ns, &by_conn));
+    assert_eq!(changed.len(), 1, "{changed:#?}");
+    assert_eq!(changed[0]["pid"], server.pid());
+    let got = server.get();
+    assert_eq!(answer_for(&got, &mapped["fd"])["idle_s"], 11, "{got:?}");
+    let other_fd = &rows
+        .iter()
+        .find(|r| r["pid"] == server.pid() && r["fd"] != mapped["fd"])
+        .unwrap_or_else(|| panic!("the server's IPv6 end: {rows:#?}"))["fd"];
     assert_eq!(
-        missing.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&missing.stderr)
+        answer_for(&got, other_fd)["keepalive"],
+        false,
+        "the IPv6 one is untouched"
     );
+
+    let v6_pid = v6.pid().to_string();
+    let by_pid = ["set", "--pid", &v6_pid, "--interval", "3", "--count", "2"];
+    let (code, _, stderr) = run_keepalive_in(&ns, &by_pid);
+    assert_eq!(code, Some(0), "{stderr}");
+    let got = v6.get();
+    assert_eq!(
+        pick(&got[0], &["keepalive", "intvl_s", "cnt"]),
+        json!({"keepalive": true, "intvl_s": 3, "cnt": 2}),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn one_socket_held_by_two_descriptors_is_changed_once() {
+    let ns = NetNs::new();
+    let p = unique_port();
+    let _server = Peer::spawn_in(&ns, &["listen", &format!("127.0.0.1:{p}")]);
+    let holder = spawn_in(
+        &ns,
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "import socket,os,time\n\
+                 s=socket.create_connection(('127.0.0.1',{p}))\n\
+                 os.dup(s.fileno())\n\
+                 print('up', flush=True)\n\
+                 time.sleep(60)"
+            ),
+        ],
+    );
+    let pid = holder.pid().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while run_keepalive_in(&ns, &["ls", "--json", "--pid", &pid])
+        .1
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "python3 never connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let changed = ok_json(run_keepalive_in(
+        &ns,
+        &["set", "--pid", &pid, "--idle", "13", "--json"],
+    ));
+    assert_eq!(changed.len(), 1, "one socket, one change: {changed:#?}");
+    assert_eq!(changed[0]["after"]["idle_s"], 13);
+    let rows = ok_json(run_keepalive_in(&ns, &["ls", "--json", "--pid", &pid]));
+    assert_eq!(rows.len(), 1, "one socket, one row: {rows:#?}");
+    assert_eq!(rows[0]["config"]["idle_s"], 13);
 }
