@@ -64,8 +64,8 @@ fn bad_targets_and_values_change_nothing() {
             "32767",
         ),
         (
-            vec!["set", "--pid", &client_pid, "--interval", "5 minutes"],
-            "unknown unit",
+            vec!["set", "--pid", &client_pid, "--interval", "5 parsecs"],
+            "unknown time unit",
         ),
         (vec!["set", "--pid", &client_pid], "no value to set"),
     ];
