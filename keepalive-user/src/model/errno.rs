@@ -13,6 +13,11 @@ pub fn errno_name(errno: u32) -> String {
         libc::EPIPE => "EPIPE",
         libc::EPROTO => "EPROTO",
         libc::EMSGSIZE => "EMSGSIZE",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::EAGAIN => "EAGAIN",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EMFILE => "EMFILE",
         _ => return format!("E{errno}"),
     };
     name.to_string()

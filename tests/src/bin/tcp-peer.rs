@@ -14,6 +14,7 @@ use std::{
     time::Duration,
 };
 
+use keepalive::model::errno::io_error_name;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const USAGE: &str = "usage:
@@ -56,7 +57,7 @@ fn main() {
     if let Err(e) = result {
         println!(
             r#"{{"error":"{}","errno":{}}}"#,
-            errno_name(&e),
+            io_error_name(&e),
             e.raw_os_error().unwrap_or(0)
         );
         std::process::exit(1);
@@ -156,7 +157,7 @@ fn listen(addr: SocketAddr, opts: &Options, conns: &Conns) -> std::io::Result<()
                     }
                 }
                 Err(e) => {
-                    println!(r#"{{"accept_error":"{}"}}"#, errno_name(&e));
+                    println!(r#"{{"accept_error":"{}"}}"#, io_error_name(&e));
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -274,7 +275,7 @@ fn send(c: &Conn, n: usize) {
             Err(e) => {
                 println!(
                     r#"{{"fd":{fd},"send_error":"{}","errno":{},"sent":{sent}}}"#,
-                    errno_name(&e),
+                    io_error_name(&e),
                     e.raw_os_error().unwrap_or(0)
                 );
                 return;
@@ -304,33 +305,9 @@ fn recv(c: &Conn) {
     }
     let (name, errno) = match &result {
         Ok(()) => ("ok".to_owned(), 0),
-        Err(e) => (errno_name(e), e.raw_os_error().unwrap_or(0)),
+        Err(e) => (io_error_name(e), e.raw_os_error().unwrap_or(0)),
     };
     println!(r#"{{"fd":{fd},"recv_error":"{name}","errno":{errno},"received":{received}}}"#);
-}
-
-fn errno_name(e: &std::io::Error) -> String {
-    let names = [
-        (libc::ETIMEDOUT, "ETIMEDOUT"),
-        (libc::ECONNRESET, "ECONNRESET"),
-        (libc::ECONNREFUSED, "ECONNREFUSED"),
-        (libc::ECONNABORTED, "ECONNABORTED"),
-        (libc::EPIPE, "EPIPE"),
-        (libc::EHOSTUNREACH, "EHOSTUNREACH"),
-        (libc::ENETUNREACH, "ENETUNREACH"),
-        (libc::ENOTCONN, "ENOTCONN"),
-        (libc::EAGAIN, "EAGAIN"),
-        (libc::EADDRINUSE, "EADDRINUSE"),
-        (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
-        (libc::EMFILE, "EMFILE"),
-    ];
-    match e.raw_os_error() {
-        Some(errno) => names
-            .iter()
-            .find(|(n, _)| *n == errno)
-            .map_or_else(|| format!("errno {errno}"), |(_, name)| (*name).to_owned()),
-        None => e.kind().to_string(),
-    }
 }
 
 fn setsockopt(
