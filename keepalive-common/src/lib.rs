@@ -302,11 +302,15 @@ impl Policy {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are repr(C), made of integers and byte arrays with
-    // explicit padding, so every bit pattern is valid.
+    // SAFETY: repr(C) integers, Tuple and KeepaliveConfig (themselves repr(C)
+    // integers and byte arrays), with no implicit padding: any bytes are valid.
     unsafe impl aya::Pod for super::Event {}
+    // SAFETY: repr(C) u32 fields only, no padding: any bytes are valid.
     unsafe impl aya::Pod for super::SockOffsets {}
+    // SAFETY: repr(C) u32 fields only, no padding: any bytes are valid.
     unsafe impl aya::Pod for super::TracepointLayout {}
+    // SAFETY: repr(C) integers and a byte array, padding in explicit fields:
+    // any bytes are valid.
     unsafe impl aya::Pod for super::Policy {}
 }
 

@@ -1,4 +1,14 @@
-//! Every map and global the kernel programs share with userspace.
+//! Every map and global the kernel programs share with userspace, in one
+//! place. The loader looks them up by these names: renaming one changes it too.
+//!
+//! | name           | kind                 | written by                      | read by        |
+//! |----------------|----------------------|---------------------------------|----------------|
+//! | `EVENTS`       | ring buffer          | probes, tracepoints, sockops    | userspace      |
+//! | `LOST`         | per-CPU array        | the same, when `EVENTS` is full | userspace      |
+//! | `PROBE_STATE`  | socket-local storage | probes                          | probes         |
+//! | `SOCK_OFFSETS` | `.rodata` global     | userspace, at load              | sock           |
+//! | `TP_LAYOUT`    | `.rodata` global     | userspace, at load              | tracepoints    |
+//! | `POLICY`       | `.rodata` global     | userspace, at load              | sockops        |
 
 use aya_ebpf::{
     btf_maps::SkStorage,
@@ -40,6 +50,8 @@ pub static POLICY: Policy = Policy::disabled();
 #[macro_export]
 macro_rules! global {
     ($global:ident . $field:ident) => {
+        // SAFETY: a field of a live, aligned static made of plain integers;
+        // volatile only because the loader rewrites it before the program runs.
         unsafe { core::ptr::read_volatile(&raw const $crate::maps::$global.$field) }
     };
 }
@@ -47,11 +59,12 @@ macro_rules! global {
 /// Sends `event` to userspace, counting it as lost when the ring is full.
 #[inline(always)]
 pub fn emit(event: &Event) {
-    if EVENTS.output::<Event>(event, 0).is_err() {
-        if let Some(lost) = LOST.get_ptr_mut(0) {
-            // Per-CPU slot: no other writer can race with this increment.
-            unsafe { *lost += 1 };
-        }
+    if EVENTS.output::<Event>(event, 0).is_err()
+        && let Some(lost) = LOST.get_ptr_mut(0)
+    {
+        // SAFETY: get_ptr_mut returned this CPU's slot of a live map, a u64
+        // that only programs running on this CPU write.
+        unsafe { *lost += 1 };
     }
 }
 

@@ -7,13 +7,15 @@ use aya_ebpf::{
     programs::{FEntryContext, ProbeContext},
 };
 
-/// kprobe on tcp_keepalive_timer: needs CONFIG_KPROBES.
+/// kprobe on tcp_keepalive_timer: reports nothing (doctor only loads and
+/// attaches it). Needs CONFIG_KPROBES.
 #[kprobe]
 pub fn keepalive_timer_kprobe(_ctx: ProbeContext) -> u32 {
     0
 }
 
-/// fentry on tcp_keepalive_timer: needs BPF trampolines (x86-64 ≥ 5.5).
+/// fentry on tcp_keepalive_timer: reports nothing (doctor only loads and
+/// attaches it). Needs BPF trampolines (x86-64 ≥ 5.5).
 #[fentry(function = "tcp_keepalive_timer")]
 pub fn keepalive_timer_fentry(_ctx: FEntryContext) -> u32 {
     0

@@ -21,7 +21,8 @@ pub struct Segment {
     pub ack_seq: u32,
 }
 
-/// The first 14 bytes of a TCP header, as on the wire.
+/// The first 14 bytes of a TCP header, as on the wire; repr(C) pads it to
+/// 16, so a read of it also covers the window field.
 #[repr(C)]
 struct TcpHead {
     source: u16,
@@ -65,6 +66,8 @@ pub fn header_only_ack(ctx: &SkBuffContext) -> Option<Segment> {
 /// saves the three bpf_skb_load_bytes calls every pure ACK would cost.
 #[inline(always)]
 fn linear_headers(ctx: &SkBuffContext) -> Option<(usize, u16, TcpHead)> {
+    // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed in, valid for
+    // the whole run; the verifier turns these two u32 fields into pointers.
     let (data, data_end) = unsafe {
         (
             (*ctx.skb.skb).data as usize,
@@ -73,24 +76,38 @@ fn linear_headers(ctx: &SkBuffContext) -> Option<(usize, u16, TcpHead)> {
     };
     const TCP_HEAD: usize = core::mem::size_of::<TcpHead>();
     if data + 40 + TCP_HEAD <= data_end {
-        // Room for either header: the version decides which.
+        // Room for either header: the version decides which. Every read in
+        // this branch ends within the 40 + TCP_HEAD bytes just checked against
+        // data_end, a bound the verifier proves again before it accepts a load.
+        // SAFETY: byte 0, inside the checked bytes.
         let version_ihl = unsafe { *(data as *const u8) };
         if version_ihl == 0x45 {
+            // SAFETY: byte 9 (IPv4 protocol), inside the checked bytes.
             if unsafe { *((data + 9) as *const u8) } != IPPROTO_TCP {
                 return None;
             }
+            // SAFETY: TCP_HEAD bytes from 20, inside the checked bytes; TcpHead is
+            // repr(C) integers (any bit pattern is valid), read unaligned.
             let tcp = unsafe { core::ptr::read_unaligned((data + 20) as *const TcpHead) };
             return Some((20, AF_INET, tcp));
         }
+        // SAFETY: byte 6 (IPv6 next header), inside the checked bytes.
         if version_ihl >> 4 == 6 && unsafe { *((data + 6) as *const u8) } == IPPROTO_TCP {
+            // SAFETY: TCP_HEAD bytes from 40, inside the checked bytes; TcpHead is
+            // repr(C) integers (any bit pattern is valid), read unaligned.
             let tcp = unsafe { core::ptr::read_unaligned((data + 40) as *const TcpHead) };
             return Some((40, AF_INET6, tcp));
         }
     } else if data + 20 + TCP_HEAD <= data_end {
-        // A short IPv4 pure ACK (no TCP options) ends before byte 54.
+        // A short IPv4 pure ACK (no TCP options) ends before byte 54. Every
+        // read here ends within the 20 + TCP_HEAD bytes just checked.
+        // SAFETY: byte 0, inside the checked bytes.
         if unsafe { *(data as *const u8) } == 0x45
+            // SAFETY: byte 9 (IPv4 protocol), inside the checked bytes.
             && unsafe { *((data + 9) as *const u8) } == IPPROTO_TCP
         {
+            // SAFETY: TCP_HEAD bytes from 20, inside the checked bytes; TcpHead is
+            // repr(C) integers (any bit pattern is valid), read unaligned.
             let tcp = unsafe { core::ptr::read_unaligned((data + 20) as *const TcpHead) };
             return Some((20, AF_INET, tcp));
         }

@@ -39,6 +39,8 @@ pub fn keepalive_answer_ingress(ctx: SkBuffContext) -> i32 {
 
 #[inline(always)]
 fn socket_of(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
+    // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed in, valid for
+    // the whole run; `sk` is a pointer-sized union member, so any read is valid.
     let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
     if sk.is_null() { None } else { Some(sk) }
 }
@@ -46,10 +48,14 @@ fn socket_of(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
 fn try_probe_egress(ctx: &SkBuffContext) -> Option<()> {
     let segment = header_only_ack(ctx)?;
     let sk = socket_of(ctx)?;
+    // SAFETY: sk is the packet's non-null socket; the helper returns NULL
+    // unless it is a TCP socket.
     let tp = unsafe { bpf_tcp_sock(sk) };
     if tp.is_null() {
         return None;
     }
+    // SAFETY: tp is a non-null bpf_tcp_sock from the helper, valid for this
+    // run; the verifier checks each field offset.
     let (snd_una, packets_out, segs_in) =
         unsafe { ((*tp).snd_una, (*tp).packets_out, (*tp).segs_in) };
     // The kernel sends keepalive probes only with nothing in flight; the same
@@ -57,16 +63,22 @@ fn try_probe_egress(ctx: &SkBuffContext) -> Option<()> {
     if segment.seq != snd_una.wrapping_sub(1) || packets_out != 0 {
         return None;
     }
+    // SAFETY: sk is the packet's non-null socket; the helper returns NULL
+    // for request and time-wait sockets.
     let full = unsafe { bpf_sk_fullsock(sk) };
     if full.is_null() {
         return None;
     }
+    // SAFETY: full is a non-null full socket, which the helper accepts; the
+    // result is only an address for bpf_probe_read_kernel (0 if not TCP).
     let kernel_sk = unsafe { bpf_skc_to_tcp_sock(full.cast()) } as u64;
     if sock::keepalive_on(kernel_sk) == Some(false)
         || sock::has_unsent_data(kernel_sk) == Some(true)
     {
         return None;
     }
+    // SAFETY: PROBE_STATE is a socket-storage map of ProbeState and full a
+    // full socket; the helper returns NULL or that socket's value.
     let state = unsafe {
         bpf_sk_storage_get(
             probe_state_map(),
@@ -78,7 +90,10 @@ fn try_probe_egress(ctx: &SkBuffContext) -> Option<()> {
     if state.is_null() {
         return None;
     }
+    // SAFETY: bpf_ktime_get_ns has no arguments and no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: non-null, aligned and alive with the socket; ProbeState is
+    // plain integers. Another CPU may update it too, as with any map value.
     let state = unsafe { &mut *state };
     if state.segs_in != segs_in {
         // The peer sent something since our last probe: a new run begins.
@@ -102,29 +117,40 @@ fn try_probe_egress(ctx: &SkBuffContext) -> Option<()> {
 fn try_answer_ingress(ctx: &SkBuffContext) -> Option<()> {
     let segment = header_only_ack(ctx)?;
     let sk = socket_of(ctx)?;
+    // SAFETY: sk is the packet's non-null socket; the helper returns NULL
+    // unless it is a TCP socket.
     let tp = unsafe { bpf_tcp_sock(sk) };
     if tp.is_null() {
         return None;
     }
+    // SAFETY: tp is a non-null bpf_tcp_sock from the helper, valid for this
+    // run; the verifier checks each field offset.
     let (snd_una, rcv_nxt, segs_in) = unsafe { ((*tp).snd_una, (*tp).rcv_nxt, (*tp).segs_in) };
     // A probe from the peer has seq = rcv_nxt − 1 and must not pass for an answer.
     if segment.ack_seq != snd_una || segment.seq != rcv_nxt {
         return None;
     }
+    // SAFETY: sk is the packet's non-null socket; the helper returns NULL
+    // for request and time-wait sockets.
     let full = unsafe { bpf_sk_fullsock(sk) };
     if full.is_null() {
         return None;
     }
+    // SAFETY: PROBE_STATE is a socket-storage map of ProbeState and full a
+    // full socket; without F_CREATE the helper returns NULL or its value.
     let state =
         unsafe { bpf_sk_storage_get(probe_state_map(), full.cast(), core::ptr::null_mut(), 0) }
             as *mut ProbeState;
     if state.is_null() {
         return None;
     }
+    // SAFETY: non-null, aligned and alive with the socket; ProbeState is
+    // plain integers. Another CPU may update it too, as with any map value.
     let state = unsafe { &mut *state };
     if state.unanswered == 0 {
         return None;
     }
+    // SAFETY: bpf_ktime_get_ns has no arguments and no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let answered = state.unanswered;
     state.unanswered = 0;

@@ -9,11 +9,15 @@ use keepalive_common::{KeepaliveConfig, UNKNOWN, config_flags};
 
 use crate::global;
 
+/// Reads a `T` at `base + offset` in kernel memory; only for integers, for
+/// which every bit pattern is valid.
 #[inline(always)]
 fn read<T>(base: u64, offset: u32) -> Option<T> {
     if base == 0 || offset == UNKNOWN {
         return None;
     }
+    // SAFETY: bpf_probe_read_kernel checks the address itself and fails
+    // rather than faults on a bad one; T is an integer (see above).
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok() }
 }
 
@@ -66,6 +70,7 @@ pub fn idle_ns(sk: u64) -> u64 {
     } else {
         rcv_tstamp
     };
+    // SAFETY: bpf_jiffies64 has no arguments and no preconditions.
     let now = unsafe { bpf_jiffies64() } as u32;
     u64::from(now.wrapping_sub(last)) * 1_000_000_000 / u64::from(hz)
 }
@@ -86,19 +91,18 @@ pub fn keepalive_config(sk: u64) -> KeepaliveConfig {
     let mut idle: u32 = read(sk, global!(SOCK_OFFSETS.keepalive_time)).unwrap_or(0);
     let mut intvl: u32 = read(sk, global!(SOCK_OFFSETS.keepalive_intvl)).unwrap_or(0);
     let mut cnt = u32::from(read::<u8>(sk, global!(SOCK_OFFSETS.keepalive_probes)).unwrap_or(0));
-    if idle == 0 || intvl == 0 || cnt == 0 {
-        if let Some(net) = read::<u64>(sk, global!(SOCK_OFFSETS.skc_net)) {
-            if idle == 0 {
-                idle = read(net, global!(SOCK_OFFSETS.net_keepalive_time)).unwrap_or(0);
-            }
-            if intvl == 0 {
-                intvl = read(net, global!(SOCK_OFFSETS.net_keepalive_intvl)).unwrap_or(0);
-            }
-            if cnt == 0 {
-                cnt = u32::from(
-                    read::<u8>(net, global!(SOCK_OFFSETS.net_keepalive_probes)).unwrap_or(0),
-                );
-            }
+    if (idle == 0 || intvl == 0 || cnt == 0)
+        && let Some(net) = read::<u64>(sk, global!(SOCK_OFFSETS.skc_net))
+    {
+        if idle == 0 {
+            idle = read(net, global!(SOCK_OFFSETS.net_keepalive_time)).unwrap_or(0);
+        }
+        if intvl == 0 {
+            intvl = read(net, global!(SOCK_OFFSETS.net_keepalive_intvl)).unwrap_or(0);
+        }
+        if cnt == 0 {
+            cnt =
+                u32::from(read::<u8>(net, global!(SOCK_OFFSETS.net_keepalive_probes)).unwrap_or(0));
         }
     }
     config.flags = config_flags::KNOWN | if on { config_flags::KEEPALIVE_ON } else { 0 };

@@ -26,6 +26,17 @@ const TCP_KEEPINTVL: i32 = 5;
 const TCP_KEEPCNT: i32 = 6;
 const TCP_USER_TIMEOUT: i32 = 18;
 
+/// Reads one field of the sock_ops context. The verifier accepts only
+/// ctx + constant loads of these fields, so each is read once, with a
+/// volatile load LLVM cannot turn into pointer arithmetic on ctx.
+macro_rules! ops_field {
+    ($ops:expr, $($field:tt)+) => {
+        // SAFETY: $ops is the bpf_sock_ops context the kernel passed in, valid
+        // for the whole run; the verifier checks every field offset read.
+        unsafe { core::ptr::read_volatile(&raw const (*$ops).$($field)+) }
+    };
+}
+
 /// sock_ops (ACTIVE/PASSIVE_ESTABLISHED_CB): reports ESTABLISHED with the
 /// settings from bpf_getsockopt, or OPTIONS_SET after applying the policy.
 /// Kernel ≥ 6.0 for bpf_{get,set}sockopt of these options from sock_ops.
@@ -36,12 +47,13 @@ pub fn keepalive_sockops(ctx: SockOpsContext) -> u32 {
 }
 
 fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
-    let op = unsafe { core::ptr::read_volatile(&raw const (*ctx.ops).op) };
+    let op = ops_field!(ctx.ops, op);
     if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB {
         return None;
     }
     let tuple = tuple_of(ctx)?;
     let mut event = Event {
+        // SAFETY: bpf_ktime_get_ns has no arguments and no preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         span_ns: 0,
         kind: kind::ESTABLISHED,
@@ -54,10 +66,12 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
         event.kind = kind::OPTIONS_SET;
         event.value = apply_policy(ctx) as u32;
     }
-    let sk = unsafe { core::ptr::read_volatile(&raw const (*ctx.ops).__bindgen_anon_2.sk) };
+    let sk = ops_field!(ctx.ops, __bindgen_anon_2.sk);
     let kernel_sk = if sk.is_null() {
         0
     } else {
+        // SAFETY: sk is this callback's non-null socket, which the helper
+        // accepts; the result (0 if not TCP) is only an address to read from.
         (unsafe { bpf_skc_to_tcp_sock(sk.cast()) }) as u64
     };
     event.config = read_config(ctx.ops).unwrap_or_else(|| sock::keepalive_config(kernel_sk));
@@ -67,13 +81,11 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
 }
 
 fn tuple_of(ctx: &SockOpsContext) -> Option<Tuple> {
-    // The verifier accepts only ctx + constant loads of sock_ops fields, so
-    // each field is read once, up front, with a volatile load LLVM cannot
-    // turn into pointer arithmetic on ctx.
+    // Each field is read once, up front (see ops_field!).
     let ops = ctx.ops;
-    let family = unsafe { core::ptr::read_volatile(&raw const (*ops).family) } as u16;
-    let local_port = unsafe { core::ptr::read_volatile(&raw const (*ops).local_port) };
-    let remote_port = unsafe { core::ptr::read_volatile(&raw const (*ops).remote_port) };
+    let family = ops_field!(ops, family) as u16;
+    let local_port = ops_field!(ops, local_port);
+    let remote_port = ops_field!(ops, remote_port);
     let mut tuple = Tuple {
         family,
         local_port: local_port as u16,
@@ -83,22 +95,22 @@ fn tuple_of(ctx: &SockOpsContext) -> Option<Tuple> {
         ..Tuple::default()
     };
     if family == AF_INET {
-        let local = unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip4) };
-        let remote = unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip4) };
+        let local = ops_field!(ops, local_ip4);
+        let remote = ops_field!(ops, remote_ip4);
         tuple.local_addr[..4].copy_from_slice(&local.to_ne_bytes());
         tuple.remote_addr[..4].copy_from_slice(&remote.to_ne_bytes());
     } else if family == AF_INET6 {
         let local = [
-            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[0]) },
-            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[1]) },
-            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[2]) },
-            unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6[3]) },
+            ops_field!(ops, local_ip6[0]),
+            ops_field!(ops, local_ip6[1]),
+            ops_field!(ops, local_ip6[2]),
+            ops_field!(ops, local_ip6[3]),
         ];
         let remote = [
-            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[0]) },
-            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[1]) },
-            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[2]) },
-            unsafe { core::ptr::read_volatile(&raw const (*ops).remote_ip6[3]) },
+            ops_field!(ops, remote_ip6[0]),
+            ops_field!(ops, remote_ip6[1]),
+            ops_field!(ops, remote_ip6[2]),
+            ops_field!(ops, remote_ip6[3]),
         ];
         for i in 0..4 {
             tuple.local_addr[i * 4..i * 4 + 4].copy_from_slice(&local[i].to_ne_bytes());
@@ -166,6 +178,8 @@ fn apply_policy(ctx: &SockOpsContext) -> i64 {
             continue;
         }
         let mut value = value as i32;
+        // SAFETY: ops is this program's context, as the helper requires, and
+        // value a live i32: the 4 bytes passed.
         let ret = unsafe { bpf_setsockopt(ops.cast(), level, name, (&raw mut value).cast(), 4) };
         if ret != 0 && first_error == 0 {
             first_error = ret;
@@ -183,6 +197,8 @@ fn apply_policy(ctx: &SockOpsContext) -> i64 {
 
 fn getsockopt(ops: *mut bpf_sock_ops, level: i32, name: i32) -> Option<u32> {
     let mut value: i32 = 0;
+    // SAFETY: ops is this program's context, as the helper requires, and
+    // value a live i32: the helper writes at most the 4 bytes passed.
     let ret = unsafe { bpf_getsockopt(ops.cast(), level, name, (&raw mut value).cast(), 4) };
     if ret == 0 { Some(value as u32) } else { None }
 }

@@ -21,11 +21,15 @@ const TCP_CLOSE: u32 = 7;
 const TCP_LISTEN: u32 = 10;
 const TCP_NEW_SYN_RECV: u32 = 12;
 
+/// Reads the field at `offset` of the tracepoint's record; only for integers
+/// and byte arrays, for which every bit pattern is valid.
 #[inline(always)]
 fn field<T>(ctx: &TracePointContext, offset: u32) -> Option<T> {
     if offset == UNKNOWN {
         return None;
     }
+    // SAFETY: read_at is bpf_probe_read_kernel at ctx + offset, which fails
+    // rather than faults past the record; T is plain data (see above).
     unsafe { ctx.read_at::<T>(offset as usize).ok() }
 }
 
@@ -66,6 +70,7 @@ fn endpoint(raw: &[u8; 28], addr: &mut [u8; 16]) -> (u16, u16) {
 #[inline(always)]
 fn event(kind: u32, value: u32, tuple: Tuple, sk: u64) -> Event {
     Event {
+        // SAFETY: bpf_ktime_get_ns has no arguments and no preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         span_ns: 0,
         kind,
@@ -80,9 +85,10 @@ fn event(kind: u32, value: u32, tuple: Tuple, sk: u64) -> Event {
     }
 }
 
-/// tcp:tcp_send_reset: the keepalive timer resetting a dead connection
-/// (reason SK_RST_REASON_TCP_KEEPALIVE_TIMEOUT, kernel ≥ ~6.12). Earlier
-/// kernels have no reason; userspace then infers it from the socket error.
+/// tcp:tcp_send_reset: reports KEEPALIVE_RESET when the keepalive timer resets
+/// a dead connection (reason SK_RST_REASON_TCP_KEEPALIVE_TIMEOUT, kernel
+/// ≥ ~6.12). Earlier kernels have no reason; userspace then infers it from
+/// the socket error.
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let _ = try_send_reset(&ctx);
@@ -108,8 +114,9 @@ fn try_send_reset(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-/// sock:inet_sk_error_report: the error the application will see
-/// (ETIMEDOUT after keepalive, user or retransmission timeout; ECONNRESET…).
+/// sock:inet_sk_error_report: reports SOCKET_ERROR with the error the
+/// application will see (ETIMEDOUT after keepalive, user or retransmission
+/// timeout; ECONNRESET…).
 #[tracepoint]
 pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     let _ = try_error_report(&ctx);
@@ -138,8 +145,9 @@ fn try_error_report(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-/// tcp:tcp_receive_reset: the peer reset the connection, e.g. a rebooted
-/// peer answering a keepalive probe for a socket it no longer has.
+/// tcp:tcp_receive_reset: reports RESET_RECEIVED when the peer resets the
+/// connection, e.g. a rebooted peer answering a probe for a socket it no
+/// longer has.
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let _ = try_receive_reset(&ctx);
@@ -164,8 +172,8 @@ fn try_receive_reset(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-/// sock:inet_sock_set_state to TCP_CLOSE from a connected state: the end of
-/// a connection's timeline, with its settings at that moment.
+/// sock:inet_sock_set_state: reports CLOSED when a connected socket goes to
+/// TCP_CLOSE, the end of its timeline, with its settings at that moment.
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let _ = try_set_state(&ctx);

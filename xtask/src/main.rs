@@ -3,6 +3,7 @@
 
 mod bench;
 mod build;
+mod clippy;
 mod run;
 mod setup;
 mod test;
@@ -28,6 +29,9 @@ enum Command {
     Build(build::BuildArgs),
     /// Set up, build, then run keepalive as root with the given arguments.
     Run(run::RunArgs),
+    /// Set up, then run clippy with `-D warnings` on every crate, the eBPF one
+    /// included (for the bpf target, with nightly); lints to add after `--`.
+    Clippy(clippy::ClippyArgs),
     /// Set up, run the unit tests, then the integration tests as root, one
     /// test thread per binary (XTASK_TEST_THREADS=N to change).
     Test(test::TestArgs),
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::run().map(|()| ExitCode::SUCCESS),
         Command::Build(args) => build::run(&args).map(|_| ExitCode::SUCCESS),
         Command::Run(args) => run::run(&args),
+        Command::Clippy(args) => clippy::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Test(args) => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchHold(args) => bench::hold(&args).map(|()| ExitCode::SUCCESS),

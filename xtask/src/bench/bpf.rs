@@ -14,11 +14,13 @@ use anyhow::{Context as _, bail};
 
 /// Keeps `kernel.bpf_stats_enabled` on until dropped; the kernel switches it
 /// back off when the fd closes, even if we are killed.
-pub struct StatsEnabled(#[allow(dead_code)] OwnedFd);
+pub struct StatsEnabled {
+    _fd: OwnedFd,
+}
 
 pub fn enable_stats() -> anyhow::Result<StatsEnabled> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .map(StatsEnabled)
+        .map(|fd| StatsEnabled { _fd: fd })
         .context("BPF_ENABLE_STATS (kernel.bpf_stats_enabled) failed: per-program run times need Linux >= 5.8 and root")
 }
 

@@ -15,7 +15,10 @@ use crate::util::output;
 pub const IPERF_PORT: u16 = 5201;
 
 /// An iperf3 server in the namespace, for as long as this lives.
-pub struct IperfServer(#[allow(dead_code)] Killed);
+pub struct IperfServer {
+    /// Held for its Drop, which kills the server.
+    _server: Killed,
+}
 
 impl IperfServer {
     pub fn start(ns: &NetNs) -> anyhow::Result<Self> {
@@ -25,7 +28,7 @@ impl IperfServer {
             .stderr(Stdio::null());
         let server = Killed::spawn(&mut cmd)?;
         std::thread::sleep(Duration::from_millis(300));
-        Ok(Self(server))
+        Ok(Self { _server: server })
     }
 }
 
