@@ -34,6 +34,23 @@ pub mod kind {
     /// `config` holds the values read back, `value` the first failing
     /// bpf_setsockopt's -errno or 0.
     pub const OPTIONS_SET: u32 = 8;
+    /// The outstanding probe run ended because something other than its
+    /// answer arrived (data, an ACK too late to be the answer, or a segment
+    /// the ingress check does not match): the peer is alive, no round trip
+    /// can be told. `value` is the last probe's number.
+    pub const ANSWERED_BY_TRAFFIC: u32 = 9;
+}
+
+/// `Event::flags` bits.
+pub mod event_flags {
+    /// Data was written and not yet acknowledged (write_seq != snd_una) when
+    /// the event was made: a timeout then comes from the retransmission or
+    /// zero-window path, not from keepalive.
+    pub const DATA_OUTSTANDING: u8 = 1;
+    /// `tcp_state` was read from the socket.
+    pub const STATE_KNOWN: u8 = 2;
+    /// `DATA_OUTSTANDING` was read from the socket (set or not).
+    pub const DATA_KNOWN: u8 = 4;
 }
 
 /// `KeepaliveConfig::flags` bits.
@@ -93,19 +110,14 @@ pub struct Event {
     /// The socket's inode number (as in /proc/PID/fd/N -> socket:[INODE]),
     /// 0 when unknown or the socket has no file (kernel-owned, orphaned).
     pub socket_ino: u64,
-}
-
-/// Per-socket state kept in socket-local storage by the cgroup_skb programs.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProbeState {
-    pub last_probe_ns: u64,
-    /// Probes sent since the peer last answered.
-    pub unanswered: u32,
-    /// The socket's segs_in when the last probe left: any segment from the
-    /// peer since then (data included, which the ingress program does not
-    /// inspect) means the peer is alive and a new run of probes begins.
-    pub segs_in: u32,
+    /// Inode of the socket's network namespace (as /proc/PID/ns/net shows
+    /// it), 0 when unknown: with the tuple, the connection's identity.
+    pub netns_ino: u32,
+    /// The socket's TCP state (TCP_ESTABLISHED = 1 ...) when the event was
+    /// made, valid with `event_flags::STATE_KNOWN`.
+    pub tcp_state: u8,
+    pub flags: u8,
+    pub _pad: u16,
 }
 
 /// Offsets into kernel structures, resolved from BTF by userspace and passed
@@ -137,9 +149,26 @@ pub struct SockOffsets {
     /// (socket_alloc.vfs_inode.i_ino, relative to the struct socket).
     pub sk_socket: u32,
     pub socket_ino: u32,
+    /// struct net::ns.inum: the namespace's inode number.
+    pub net_ns_inum: u32,
+    /// tcp_sock::snd_una, to tell data outstanding at a timeout.
+    pub snd_una: u32,
+    /// sock_common fields, for hooks that get only the socket: state,
+    /// family, ports (skc_num host order, skc_dport network order) and
+    /// addresses.
+    pub skc_state: u32,
+    pub skc_family: u32,
+    pub skc_num: u32,
+    pub skc_dport: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub skc_v6_daddr: u32,
+    /// sock::sk_protocol (u16) and sock::sk_err (int).
+    pub sk_protocol: u32,
+    pub sk_err: u32,
     /// Kernel jiffies per second (CONFIG_HZ), to turn jiffies into time.
     pub hz: u32,
-    pub _pad: u32,
 }
 
 impl SockOffsets {
@@ -161,8 +190,19 @@ impl SockOffsets {
             net_keepalive_probes: UNKNOWN,
             sk_socket: UNKNOWN,
             socket_ino: UNKNOWN,
+            net_ns_inum: UNKNOWN,
+            snd_una: UNKNOWN,
+            skc_state: UNKNOWN,
+            skc_family: UNKNOWN,
+            skc_num: UNKNOWN,
+            skc_dport: UNKNOWN,
+            skc_rcv_saddr: UNKNOWN,
+            skc_daddr: UNKNOWN,
+            skc_v6_rcv_saddr: UNKNOWN,
+            skc_v6_daddr: UNKNOWN,
+            sk_protocol: UNKNOWN,
+            sk_err: UNKNOWN,
             hz: 0,
-            _pad: 0,
         }
     }
 }
@@ -190,16 +230,6 @@ pub struct TracepointLayout {
     pub receive_reset_daddr: u32,
     pub receive_reset_saddr_v6: u32,
     pub receive_reset_daddr_v6: u32,
-    /// sock:inet_sk_error_report
-    pub error_error: u32,
-    pub error_sport: u32,
-    pub error_dport: u32,
-    pub error_family: u32,
-    pub error_protocol: u32,
-    pub error_saddr: u32,
-    pub error_daddr: u32,
-    pub error_saddr_v6: u32,
-    pub error_daddr_v6: u32,
     /// sock:inet_sock_set_state
     pub state_skaddr: u32,
     pub state_oldstate: u32,
@@ -231,15 +261,6 @@ impl TracepointLayout {
             receive_reset_daddr: UNKNOWN,
             receive_reset_saddr_v6: UNKNOWN,
             receive_reset_daddr_v6: UNKNOWN,
-            error_error: UNKNOWN,
-            error_sport: UNKNOWN,
-            error_dport: UNKNOWN,
-            error_family: UNKNOWN,
-            error_protocol: UNKNOWN,
-            error_saddr: UNKNOWN,
-            error_daddr: UNKNOWN,
-            error_saddr_v6: UNKNOWN,
-            error_daddr_v6: UNKNOWN,
             state_skaddr: UNKNOWN,
             state_oldstate: UNKNOWN,
             state_newstate: UNKNOWN,
@@ -316,6 +337,5 @@ mod pod {
 
 const _: () = assert!(core::mem::size_of::<Tuple>() == 40);
 const _: () = assert!(core::mem::size_of::<KeepaliveConfig>() == 24);
-const _: () = assert!(core::mem::size_of::<Event>() == 96);
-const _: () = assert!(core::mem::size_of::<ProbeState>() == 16);
+const _: () = assert!(core::mem::size_of::<Event>() == 104);
 const _: () = assert!(core::mem::size_of::<Policy>() == 56);

@@ -11,11 +11,34 @@
 //! | `POLICY`       | `.rodata` global     | userspace, at load              | sockops        |
 
 use aya_ebpf::{
+    bindings::bpf_spin_lock,
     btf_maps::SkStorage,
     macros::{btf_map, map},
     maps::{PerCpuArray, RingBuf},
 };
-use keepalive_common::{Event, Policy, ProbeState, SockOffsets, TracepointLayout};
+use keepalive_common::{Event, Policy, SockOffsets, TracepointLayout};
+
+/// Per-socket probe state in socket-local storage. Written by the egress
+/// program (from the keepalive timer, socket locked) and by the ingress
+/// program (softirq, before the socket lock), which can run at the same
+/// time on two CPUs when a round trip is close to the interval: every
+/// read-modify-write holds `lock`. Kernel-only: userspace never reads it.
+#[repr(C)]
+pub struct ProbeState {
+    /// Must be a `struct bpf_spin_lock` by that BTF name for the verifier.
+    pub lock: bpf_spin_lock,
+    /// Probes sent since the peer last answered.
+    pub unanswered: u32,
+    pub last_probe_ns: u64,
+    /// How long after the last probe an ACK may still be its answer (the
+    /// interval in force when it left); 0 when the settings were unknown.
+    pub answer_window_ns: u64,
+    /// The socket's segs_in when the last probe left: any segment from the
+    /// peer since then (data included, which the ingress program does not
+    /// inspect) means the peer is alive and the run was answered by traffic.
+    pub segs_in: u32,
+    pub _pad: u32,
+}
 
 /// Events to userspace. Userspace may resize it at load time. 8 MiB holds
 /// about 80 000 events: most of a second at 50 000 connections probing every

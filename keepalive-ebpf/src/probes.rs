@@ -7,15 +7,16 @@
 use aya_ebpf::{
     bindings::{BPF_SK_STORAGE_GET_F_CREATE, bpf_sock},
     helpers::{
-        bpf_ktime_get_ns, bpf_sk_fullsock, bpf_sk_storage_get, bpf_skc_to_tcp_sock, bpf_tcp_sock,
+        bpf_ktime_get_ns, bpf_sk_fullsock, bpf_sk_storage_get, bpf_skc_to_tcp_sock, bpf_spin_lock,
+        bpf_spin_unlock, bpf_tcp_sock,
     },
     macros::cgroup_skb,
     programs::SkBuffContext,
 };
-use keepalive_common::{Event, KeepaliveConfig, ProbeState, kind};
+use keepalive_common::{Event, KeepaliveConfig, kind};
 
 use crate::{
-    maps::{emit, probe_state_map},
+    maps::{ProbeState, emit, probe_state_map},
     packet::{self, header_only_ack},
     sock,
 };
@@ -92,25 +93,47 @@ fn try_probe_egress(ctx: &SkBuffContext) -> Option<()> {
     }
     // SAFETY: bpf_ktime_get_ns has no arguments and no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: non-null, aligned and alive with the socket; ProbeState is
-    // plain integers. Another CPU may update it too, as with any map value.
-    let state = unsafe { &mut *state };
-    if state.segs_in != segs_in {
-        // The peer sent something since our last probe: a new run begins.
-        state.unanswered = 0;
-    }
-    state.unanswered += 1;
-    state.last_probe_ns = now;
-    state.segs_in = segs_in;
-    emit(&Event {
+    let config = sock::keepalive_config(kernel_sk);
+    let answer_window_ns = u64::from(config.intvl_s) * 1_000_000_000;
+    // SAFETY: state is this socket's non-null, aligned value, alive with the
+    // socket; the lock in it serialises us with the ingress program.
+    let (number, answered_by_traffic) = unsafe {
+        let state = &mut *state;
+        bpf_spin_lock(&raw mut state.lock);
+        let mut answered_by_traffic = 0;
+        if state.segs_in != segs_in {
+            // The peer sent something since our last probe: that run was
+            // answered by traffic, and a new one begins.
+            answered_by_traffic = state.unanswered;
+            state.unanswered = 0;
+        }
+        state.unanswered += 1;
+        state.last_probe_ns = now;
+        state.answer_window_ns = answer_window_ns;
+        state.segs_in = segs_in;
+        let number = state.unanswered;
+        bpf_spin_unlock(&raw mut state.lock);
+        (number, answered_by_traffic)
+    };
+    let tuple = packet::tuple(ctx, &segment, true);
+    let mut event = Event {
         ts_ns: now,
-        span_ns: sock::idle_ns(kernel_sk),
-        kind: kind::PROBE,
-        value: state.unanswered,
-        tuple: packet::tuple(ctx, &segment, true),
-        config: sock::keepalive_config(kernel_sk),
+        span_ns: 0,
+        kind: kind::ANSWERED_BY_TRAFFIC,
+        value: answered_by_traffic,
+        tuple,
+        config,
         socket_ino: sock::socket_inode(kernel_sk),
-    });
+        ..Event::default()
+    };
+    sock::identity(kernel_sk, &mut event);
+    if answered_by_traffic > 0 {
+        emit(&event);
+    }
+    event.kind = kind::PROBE;
+    event.value = number;
+    event.span_ns = sock::idle_ns(kernel_sk);
+    emit(&event);
     Some(())
 }
 
@@ -144,26 +167,56 @@ fn try_answer_ingress(ctx: &SkBuffContext) -> Option<()> {
     if state.is_null() {
         return None;
     }
-    // SAFETY: non-null, aligned and alive with the socket; ProbeState is
-    // plain integers. Another CPU may update it too, as with any map value.
-    let state = unsafe { &mut *state };
-    if state.unanswered == 0 {
+    // Most pure ACKs come with no probe out: leave before taking the lock.
+    // Racing with a probe leaving now is harmless: its answer comes later.
+    // SAFETY: state is this socket's non-null, aligned value; a plain u32 read.
+    if unsafe { core::ptr::read_volatile(&raw const (*state).unanswered) } == 0 {
         return None;
     }
     // SAFETY: bpf_ktime_get_ns has no arguments and no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let answered = state.unanswered;
-    state.unanswered = 0;
-    // segs_in is counted after this program runs: this answer is included.
-    state.segs_in = segs_in.wrapping_add(1);
-    emit(&Event {
+    // SAFETY: state is this socket's non-null, aligned value, alive with the
+    // socket; the lock in it serialises us with the egress program.
+    let (kind, number, rtt_ns) = unsafe {
+        let state = &mut *state;
+        bpf_spin_lock(&raw mut state.lock);
+        let number = state.unanswered;
+        let since_probe = now.wrapping_sub(state.last_probe_ns);
+        // An ACK answers the probe only if nothing else came from the peer
+        // since it left and it came within the probe's interval; otherwise
+        // something else (data, a late or unmatched segment) proved the peer
+        // alive, and no round trip can be told.
+        let answer = state.segs_in == segs_in
+            && (state.answer_window_ns == 0 || since_probe <= state.answer_window_ns);
+        if number > 0 {
+            state.unanswered = 0;
+            // segs_in is counted after this program runs: this one included.
+            state.segs_in = segs_in.wrapping_add(1);
+        }
+        bpf_spin_unlock(&raw mut state.lock);
+        if answer {
+            (kind::ACK, number, since_probe)
+        } else {
+            (kind::ANSWERED_BY_TRAFFIC, number, 0)
+        }
+    };
+    if number == 0 {
+        return None;
+    }
+    // SAFETY: full is a non-null full socket, which the helper accepts; the
+    // result is only an address for bpf_probe_read_kernel (0 if not TCP).
+    let kernel_sk = unsafe { bpf_skc_to_tcp_sock(full.cast()) } as u64;
+    let mut event = Event {
         ts_ns: now,
-        span_ns: now.wrapping_sub(state.last_probe_ns),
-        kind: kind::ACK,
-        value: answered,
+        span_ns: rtt_ns,
+        kind,
+        value: number,
         tuple: packet::tuple(ctx, &segment, false),
         config: KeepaliveConfig::default(),
         socket_ino: 0,
-    });
+        ..Event::default()
+    };
+    sock::identity(kernel_sk, &mut event);
+    emit(&event);
     Some(())
 }

@@ -9,15 +9,15 @@ use keepalive_common::{KeepaliveConfig, UNKNOWN, config_flags};
 
 use crate::global;
 
-/// Reads a `T` at `base + offset` in kernel memory; only for integers, for
-/// which every bit pattern is valid.
+/// Reads a `T` at `base + offset` in kernel memory; only for integers and
+/// byte arrays, for which every bit pattern is valid.
 #[inline(always)]
 fn read<T>(base: u64, offset: u32) -> Option<T> {
     if base == 0 || offset == UNKNOWN {
         return None;
     }
     // SAFETY: bpf_probe_read_kernel checks the address itself and fails
-    // rather than faults on a bad one; T is an integer (see above).
+    // rather than faults on a bad one; T is plain data (see above).
     unsafe { bpf_probe_read_kernel((base + u64::from(offset)) as *const T).ok() }
 }
 
@@ -111,4 +111,83 @@ pub fn keepalive_config(sk: u64) -> KeepaliveConfig {
     config.cnt = cnt;
     config.user_timeout_ms = read(sk, global!(SOCK_OFFSETS.icsk_user_timeout)).unwrap_or(0);
     config
+}
+
+/// Inode of the socket's network namespace (what /proc/PID/ns/net shows),
+/// 0 when unknown.
+#[inline(always)]
+pub fn netns_inode(sk: u64) -> u32 {
+    let Some(net) = read::<u64>(sk, global!(SOCK_OFFSETS.skc_net)) else {
+        return 0;
+    };
+    read::<u32>(net, global!(SOCK_OFFSETS.net_ns_inum)).unwrap_or(0)
+}
+
+/// The socket's TCP state, when it can be read.
+#[inline(always)]
+pub fn tcp_state(sk: u64) -> Option<u8> {
+    read::<u8>(sk, global!(SOCK_OFFSETS.skc_state))
+}
+
+/// Data written and not yet acknowledged: write_seq != snd_una. Survives
+/// the write-queue purge that precedes a timeout's error report.
+#[inline(always)]
+pub fn data_outstanding(sk: u64) -> Option<bool> {
+    let write_seq: u32 = read(sk, global!(SOCK_OFFSETS.write_seq))?;
+    let snd_una: u32 = read(sk, global!(SOCK_OFFSETS.snd_una))?;
+    Some(write_seq != snd_una)
+}
+
+/// The namespace, state and data-outstanding flag every event carries.
+#[inline(always)]
+pub fn identity(sk: u64, event: &mut keepalive_common::Event) {
+    use keepalive_common::event_flags;
+    if sk == 0 {
+        return;
+    }
+    event.netns_ino = netns_inode(sk);
+    if let Some(state) = tcp_state(sk) {
+        event.tcp_state = state;
+        event.flags |= event_flags::STATE_KNOWN;
+    }
+    match data_outstanding(sk) {
+        Some(true) => event.flags |= event_flags::DATA_KNOWN | event_flags::DATA_OUTSTANDING,
+        Some(false) => event.flags |= event_flags::DATA_KNOWN,
+        None => {}
+    }
+}
+
+/// The connection as this socket sees it, from its sock_common fields (for
+/// hooks that get only the socket).
+#[inline(always)]
+pub fn tuple(sk: u64) -> Option<keepalive_common::Tuple> {
+    use crate::packet::{AF_INET, AF_INET6};
+    let family: u16 = read(sk, global!(SOCK_OFFSETS.skc_family))?;
+    let mut tuple = keepalive_common::Tuple {
+        family,
+        local_port: read(sk, global!(SOCK_OFFSETS.skc_num))?,
+        remote_port: u16::from_be(read(sk, global!(SOCK_OFFSETS.skc_dport))?),
+        ..keepalive_common::Tuple::default()
+    };
+    if family == AF_INET {
+        tuple.local_addr[..4]
+            .copy_from_slice(&read::<[u8; 4]>(sk, global!(SOCK_OFFSETS.skc_rcv_saddr))?);
+        tuple.remote_addr[..4]
+            .copy_from_slice(&read::<[u8; 4]>(sk, global!(SOCK_OFFSETS.skc_daddr))?);
+    } else if family == AF_INET6 {
+        tuple.local_addr = read(sk, global!(SOCK_OFFSETS.skc_v6_rcv_saddr))?;
+        tuple.remote_addr = read(sk, global!(SOCK_OFFSETS.skc_v6_daddr))?;
+    } else {
+        return None;
+    }
+    Some(tuple)
+}
+
+/// sock::sk_protocol and sock::sk_err.
+#[inline(always)]
+pub fn protocol_and_error(sk: u64) -> Option<(u16, i32)> {
+    Some((
+        read(sk, global!(SOCK_OFFSETS.sk_protocol))?,
+        read(sk, global!(SOCK_OFFSETS.sk_err))?,
+    ))
 }

@@ -61,6 +61,7 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
         tuple,
         config: KeepaliveConfig::default(),
         socket_ino: 0,
+        ..Event::default()
     };
     if global!(POLICY.enabled) != 0 && policy_matches(&tuple) {
         event.kind = kind::OPTIONS_SET;
@@ -76,6 +77,7 @@ fn try_sockops(ctx: &SockOpsContext) -> Option<()> {
     };
     event.config = read_config(ctx.ops).unwrap_or_else(|| sock::keepalive_config(kernel_sk));
     event.socket_ino = sock::socket_inode(kernel_sk);
+    sock::identity(kernel_sk, &mut event);
     emit(&event);
     Some(())
 }

@@ -4,7 +4,11 @@
 //! start-up and passes in `TP_LAYOUT`: the same object then loads on kernels
 //! whose event layouts differ (the `reason` of tcp_send_reset is 6.10+).
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
 use keepalive_common::{Event, KeepaliveConfig, Tuple, UNKNOWN, kind};
 
 use crate::{
@@ -69,7 +73,7 @@ fn endpoint(raw: &[u8; 28], addr: &mut [u8; 16]) -> (u16, u16) {
 /// An event about `sk` (0 where the tracepoint has no socket pointer).
 #[inline(always)]
 fn event(kind: u32, value: u32, tuple: Tuple, sk: u64) -> Event {
-    Event {
+    let mut event = Event {
         // SAFETY: bpf_ktime_get_ns has no arguments and no preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         span_ns: 0,
@@ -82,7 +86,10 @@ fn event(kind: u32, value: u32, tuple: Tuple, sk: u64) -> Event {
             sock::keepalive_config(sk)
         },
         socket_ino: sock::socket_inode(sk),
-    }
+        ..Event::default()
+    };
+    sock::identity(sk, &mut event);
+    event
 }
 
 /// tcp:tcp_send_reset: reports KEEPALIVE_RESET when the keepalive timer resets
@@ -114,34 +121,29 @@ fn try_send_reset(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-/// sock:inet_sk_error_report: reports SOCKET_ERROR with the error the
+/// raw_tp inet_sk_error_report: reports SOCKET_ERROR with the error the
 /// application will see (ETIMEDOUT after keepalive, user or retransmission
-/// timeout; ECONNRESET…).
-#[tracepoint]
-pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
+/// timeout; ECONNRESET…). A raw tracepoint because its only argument is the
+/// socket, which the classic one does not record: the namespace, the state
+/// and whether data was outstanding come from it. Kernel ≥ 5.15 (the
+/// tracepoint), offsets from BTF.
+#[raw_tracepoint(tracepoint = "inet_sk_error_report")]
+pub fn inet_sk_error_report(ctx: RawTracePointContext) -> i32 {
     let _ = try_error_report(&ctx);
     0
 }
 
-fn try_error_report(ctx: &TracePointContext) -> Option<()> {
-    let protocol: u16 = field(ctx, global!(TP_LAYOUT.error_protocol))?;
+fn try_error_report(ctx: &RawTracePointContext) -> Option<()> {
+    let sk: u64 = ctx.arg(0);
+    let (protocol, error) = sock::protocol_and_error(sk)?;
     if protocol != IPPROTO_TCP {
         return None;
     }
-    let error: i32 = field(ctx, global!(TP_LAYOUT.error_error))?;
-    let tuple = tuple_from_fields(
-        ctx,
-        [
-            global!(TP_LAYOUT.error_sport),
-            global!(TP_LAYOUT.error_dport),
-            global!(TP_LAYOUT.error_family),
-            global!(TP_LAYOUT.error_saddr),
-            global!(TP_LAYOUT.error_daddr),
-            global!(TP_LAYOUT.error_saddr_v6),
-            global!(TP_LAYOUT.error_daddr_v6),
-        ],
-    )?;
-    emit(&event(kind::SOCKET_ERROR, error.unsigned_abs(), tuple, 0));
+    let tuple = sock::tuple(sk)?;
+    let mut event = event(kind::SOCKET_ERROR, error.unsigned_abs(), tuple, sk);
+    // The settings matter only for what the timeline already knows.
+    event.config = KeepaliveConfig::default();
+    emit(&event);
     Some(())
 }
 

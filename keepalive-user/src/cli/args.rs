@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::{
     error::usage,
+    host::netns::NetnsScope,
     model::{
         filter::{Cidr, ConnFilter},
         keepalive::{KeepaliveValues, RequestedValues},
@@ -50,12 +51,27 @@ pub struct ConnFilterArgs {
     /// Only connections held by this process.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Only this network namespace: an `ip netns` name, a path such as
+    /// /proc/PID/ns/net, or a pid (like `ss -N`).
+    #[arg(short = 'N', long = "netns", value_name = "NAME|PATH|PID")]
+    pub netns: Option<String>,
+    /// Every network namespace of the host.
+    #[arg(long, conflicts_with = "netns")]
+    pub all_netns: bool,
 }
 
 impl ConnFilterArgs {
-    /// The address and port part; `--pid` is matched against socket holders.
-    pub fn filter(&self) -> ConnFilter {
+    /// The namespaces asked for; without `-N` or `--all-netns`, this
+    /// process's own, or every one when `default_all`.
+    pub fn netns_scope(&self, default_all: bool) -> anyhow::Result<NetnsScope> {
+        NetnsScope::choose(self.netns.as_deref(), self.all_netns, default_all)
+    }
+
+    /// The namespace, address and port part; `--pid` is matched against
+    /// socket holders.
+    pub fn filter(&self, scope: &NetnsScope) -> ConnFilter {
         ConnFilter {
+            netns: scope.only(),
             ports: self.ports.clone(),
             src: self.src.clone(),
             dst: self.dst.clone(),

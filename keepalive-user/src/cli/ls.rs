@@ -11,6 +11,7 @@ use std::{
 use crate::{
     cli::args::ConnFilterArgs,
     error::usage,
+    host::netns::NetnsScope,
     host::{
         owners::socket_holders,
         sockdiag::{self, LISTEN, TIME_WAIT, TcpSocket},
@@ -45,19 +46,24 @@ pub fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let pid = args.conns.checked_pid()?;
-    let filter = args.conns.filter();
+    // Like `ss`: this namespace, unless -N or --all-netns say otherwise.
+    let scope = args.conns.netns_scope(false)?;
+    let filter = args.conns.filter(&scope);
     let holders = socket_holders();
-    let mut sockets: Vec<TcpSocket> = sockdiag::dump_tcp_states(mask)?
+    let mut sockets: Vec<TcpSocket> = sockdiag::dump_tcp_states_in(&scope, mask)?
         .into_iter()
-        .filter(|s| {
-            filter.matches(&Conn {
-                local: s.local,
-                remote: s.remote,
-            })
-        })
+        .filter(|s| filter.matches(&Conn::new(s.netns, s.local, s.remote)))
         .filter(|s| pid.is_none() || holders.get(&s.inode).map(|h| h.owner.pid) == pid)
         .collect();
-    sockets.sort_by_key(|s| (s.local, s.remote));
+    sockets.sort_by_key(|s| (s.netns, s.local, s.remote));
+    let names: std::collections::HashMap<_, _> = match scope {
+        NetnsScope::All => crate::host::netns::all()
+            .into_iter()
+            .map(|ns| (ns.ino, ns.name))
+            .collect(),
+        NetnsScope::Only(ns) => [(ns.ino, ns.name)].into(),
+    };
+    let show_netns = sockets.iter().any(|s| s.netns != crate::host::netns::own());
     let mut reader = SettingsReader::default();
     let mut text = String::new();
     let mut rows = Vec::new();
@@ -67,18 +73,45 @@ pub fn run(args: LsArgs) -> anyhow::Result<ExitCode> {
             .then(|| holders.get(&socket.inode))
             .flatten();
         let config = reader.read(holder);
+        let netns_name = names.get(&socket.netns).map(String::as_str);
         if args.json {
-            text.push_str(&json_row(socket, holder, config.as_ref()).to_string());
+            let mut row = json_row(socket, holder, config.as_ref());
+            row["netns"] = serde_json::json!(socket.netns);
+            if let Some(name) = netns_name {
+                row["netns_name"] = serde_json::json!(name);
+            }
+            text.push_str(&row.to_string());
             text.push('\n');
         } else {
-            rows.push(text_row(socket, holder, config.as_ref()));
+            rows.push((netns_name, text_row(socket, holder, config.as_ref())));
         }
     }
     if !args.json {
-        text = aligned(&rows);
+        text = with_netns_column(
+            aligned(&rows.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>()),
+            &rows,
+            show_netns,
+        );
     }
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Err(err) if err.kind() != ErrorKind::BrokenPipe => Err(err.into()),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Prefixes each line with its namespace's name when the table shows other
+/// namespaces than this one (`-N`, `--all-netns`), as a first column.
+fn with_netns_column(table: String, rows: &[(Option<&str>, [String; 10])], show: bool) -> String {
+    if !show {
+        return table;
+    }
+    let names: Vec<&str> = std::iter::once("Netns")
+        .chain(rows.iter().map(|(name, _)| name.unwrap_or("?")))
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(5);
+    table
+        .lines()
+        .zip(names)
+        .map(|(line, name)| format!("{name:<width$}  {line}\n"))
+        .collect()
 }

@@ -15,6 +15,7 @@ use crate::{
     cli::args::{ValueArgs, parse_duration, parse_port},
     error::usage,
     host::{
+        netns::NetnsScope,
         option_change::change,
         pidfd::Process,
         sockdiag::Wanted,
@@ -54,6 +55,18 @@ pub struct SetArgs {
     /// Target one existing connection by its two ends, as `ls` shows them.
     #[arg(long, num_args = 2, value_names = ["SRC", "DST"], conflicts_with = "pid")]
     pub conn: Option<Vec<std::net::SocketAddr>>,
+    /// With --port/--conn: the connection's network namespace, an `ip netns`
+    /// name, a path or a pid (like `ss -N`); this one by default.
+    #[arg(
+        short = 'N',
+        long = "netns",
+        value_name = "NAME|PATH|PID",
+        conflicts_with = "pid"
+    )]
+    pub netns: Option<String>,
+    /// With --port/--conn: look in every network namespace.
+    #[arg(long, conflicts_with_all = ["netns", "pid"])]
+    pub all_netns: bool,
     /// With --pid: only this file descriptor.
     #[arg(long, requires = "pid")]
     pub fd: Option<i32>,
@@ -72,9 +85,14 @@ pub fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
     if !args.new {
         return set_existing(&args, &values);
     }
-    if args.pid.is_some() || args.conn.is_some() || args.dry_run {
+    if args.pid.is_some()
+        || args.conn.is_some()
+        || args.dry_run
+        || args.netns.is_some()
+        || args.all_netns
+    {
         return Err(usage(
-            "--new applies to connections not made yet: --pid, --fd, --conn and --dry-run do not apply",
+            "--new applies to connections not made yet: --pid, --fd, --conn, --netns, --all-netns and --dry-run do not apply",
         ));
     }
     let scope = match (args.port, args.dst) {
@@ -88,13 +106,17 @@ pub fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
             cgroup: args.cgroup,
             ring_bytes: None,
             policy: values.to_policy(args.port, args.dst),
+            // Closes too: without them every connection the policy ever saw
+            // would stay in memory.
             hooks: HookSet {
                 packets: false,
                 tracepoints: false,
+                closes: true,
                 sockops: true,
             },
         },
         filter: ConnFilter {
+            netns: None,
             ports: args.port.into_iter().collect(),
             src: Vec::new(),
             dst: args.dst.into_iter().collect(),
@@ -103,6 +125,8 @@ pub fn run(args: SetArgs) -> anyhow::Result<ExitCode> {
         json: args.json,
         duration: args.duration,
         command: "set --new",
+        scope: "every network namespace".into(),
+        connect_failures: false,
         banner: format!(
             "; policy active: {} on new connections ({scope})",
             values.describe()
@@ -148,7 +172,10 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
                 })
                 .collect()
         }
-        (None, Some(wanted)) => targets_by_connection(wanted)?,
+        (None, Some(wanted)) => {
+            let scope = NetnsScope::choose(args.netns.as_deref(), args.all_netns, false)?;
+            targets_by_connection(&scope, wanted)?
+        }
         (None, None) => Vec::new(),
     };
     if targets.is_empty() {

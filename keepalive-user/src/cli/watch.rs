@@ -30,6 +30,10 @@ pub struct WatchArgs {
     /// --port/--dst (a sock_ops policy held while watch runs).
     #[arg(long)]
     pub apply: bool,
+    /// Also show connects that never reached ESTABLISHED (refused, SYN
+    /// timeout) as `connect_failed`.
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub values: ValueArgs,
 }
@@ -69,13 +73,18 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             "keepalive values need --apply (or use `keepalive set`)",
         ));
     }
+    // Like `ss`: run inside a namespace (`ip netns exec`, a container), it
+    // shows that namespace unless asked for more; from the host, all.
+    let scope = args.conns.netns_scope(crate::host::netns::in_initial())?;
     let session = Session {
         load,
-        filter: args.conns.filter(),
+        filter: args.conns.filter(&scope),
         pid: args.conns.pid,
         json: args.json,
         duration: args.duration,
         command: "watch",
+        scope: scope.describe(),
+        connect_failures: args.all,
         banner,
     };
     run_session(session)

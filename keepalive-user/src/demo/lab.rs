@@ -22,6 +22,11 @@ impl Lab {
         Ok(lab)
     }
 
+    /// The namespace's inode, as the kernel reports it with each event.
+    pub fn netns(&self) -> anyhow::Result<crate::model::conn::NetnsIno> {
+        Ok(crate::host::netns::resolve(&self.name)?.ino)
+    }
+
     pub fn nft(&self, ruleset: &str) -> anyhow::Result<()> {
         use std::io::Write as _;
         let mut child = Command::new("ip")

@@ -90,7 +90,11 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let filter = ConnFilter { ports: vec![PORT], ..ConnFilter::default() };
+        let filter = ConnFilter {
+            netns: Some(lab.netns()?),
+            ports: vec![PORT],
+            ..ConnFilter::default()
+        };
         let mut watcher = Watcher::start(&LoadOptions::default(), filter, None)?;
         let clock = Clock::now();
         if !plan.json {
@@ -120,9 +124,9 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<ExitCode> {
                     continue;
                 }
                 if plan.json {
-                    crate::outln!("{}", json::record_json(&clock, &record, owner.as_ref()))?;
+                    crate::outln!("{}", json::record_json(&clock, &record, &owner))?;
                 } else {
-                    crate::outln!("{}", text::record_line(&clock, &record, owner.as_ref(), false))?;
+                    crate::outln!("{}", text::record_line(&clock, &record, &owner, false))?;
                 }
                 match &record.report {
                     Report::Ack { .. } if fault_at.is_none() => {

@@ -30,10 +30,7 @@ impl Discovery {
                         continue;
                     }
                     if self.plan.json {
-                        crate::outln!(
-                            "{}",
-                            json::record_json(&self.clock, &record, owner.as_ref())
-                        )?;
+                        crate::outln!("{}", json::record_json(&self.clock, &record, &owner))?;
                     }
                     self.on_record(&record)?;
                 }
@@ -57,12 +54,17 @@ impl Discovery {
                 return Ok(());
             }
             Report::Ack { n, rtt_us } => (TrialAnswer::Answered, Some(*n), Some(*rtt_us)),
+            // Something from the server crossed the path after the probe:
+            // the flow was alive, though no round trip can be told.
+            Report::AnsweredByTraffic { n } => (TrialAnswer::Answered, Some(*n), None),
             Report::Timeout { probes, .. } => (TrialAnswer::Unanswered, Some(*probes), None),
             Report::Reset {
                 after_probe: Some(n),
             } => (TrialAnswer::Reset, Some(*n), None),
             Report::Reset { after_probe: None } => (TrialAnswer::ResetWhileIdle, None, None),
-            Report::Unanswered { .. } | Report::OptionsSet { .. } => return Ok(()),
+            Report::Unanswered { .. }
+            | Report::OptionsSet { .. }
+            | Report::ConnectFailed { .. } => return Ok(()),
         };
         self.settle(record.conn, how.0, how.1, how.2, record.ts_ns)
     }

@@ -115,12 +115,17 @@ struct Discovery {
     signals: mpsc::UnboundedReceiver<(Conn, SocketSignal)>,
     started: Instant,
     progress: Progress,
+    netns: crate::model::conn::NetnsIno,
 }
 
 impl Discovery {
     async fn start(plan: DiscoverPlan, target: SocketAddr) -> anyhow::Result<Self> {
         let max_s = plan.max_s;
+        // Trial connections live in this namespace: another namespace's
+        // connection with the same ends is not ours.
+        let netns = crate::host::netns::own();
         let filter = ConnFilter {
+            netns: Some(netns),
             ports: vec![target.port()],
             dst: vec![Cidr::host(target.ip())],
             ..ConnFilter::default()
@@ -146,6 +151,7 @@ impl Discovery {
             signals,
             started: Instant::now(),
             progress: Progress::new(),
+            netns,
             plan,
         };
         eprintln!(
@@ -233,10 +239,7 @@ impl Discovery {
                 return Ok(());
             };
             let (stream, _) = connect(self.target, Some((idle_s, self.intvl_s))).await?;
-            let conn = Conn {
-                local: canonical(stream.local_addr()?),
-                remote: self.target,
-            };
+            let conn = Conn::new(self.netns, stream.local_addr()?, self.target);
             let (close_tx, close_rx) = oneshot::channel();
             tokio::spawn(hold(stream, conn, close_rx, self.signals_tx.clone()));
             let connected = Instant::now();

@@ -1,8 +1,10 @@
 //! What the host knows about its sockets, outside the kernel programs:
 //! the socket table (`sockdiag`), which process holds which socket
 //! (`owners`), other processes' descriptors (`pidfd`), reading and changing
-//! keepalive options (`socket_options`, `option_change`), finding the
+//! keepalive options (`socket_options`, `option_change`), network
+//! namespaces (`netns`), finding the
 //! sockets `set` changes (`targets`), and the namespace's sysctl defaults.
+pub mod netns;
 pub mod option_change;
 pub mod owners;
 pub mod pidfd;

@@ -1,6 +1,7 @@
 //! The TCP socket table through netlink sock_diag (what `ss` reads):
 //! addresses, state, inode, uid, and the active timer with its countdown.
-//! Like `ss`, it sees the caller's network namespace only.
+//! Like `ss`, one netlink socket sees its own network namespace only:
+//! [`dump_tcp_states_in`] makes one inside each namespace asked for.
 //!
 //! - [`dump_tcp`] / [`dump_tcp_states`]: the table, IPv4 and IPv6;
 //! - [`Wanted`]: one connection by its two ends, or every one with a port;
@@ -18,6 +19,11 @@ use netlink_packet_sock_diag::{
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
 };
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
+
+use crate::{
+    host::netns::{self, NetnsScope},
+    model::conn::NetnsIno,
+};
 
 pub const ESTABLISHED: u8 = 1;
 pub const TIME_WAIT: u8 = 6;
@@ -75,7 +81,9 @@ pub struct Timer {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpSocket {
-    /// IPv4-mapped IPv6 addresses shown as IPv4, as `events::Conn` does.
+    /// The network namespace the table was read in.
+    pub netns: NetnsIno,
+    /// IPv4-mapped IPv6 addresses shown as IPv4, as `model::conn` does.
     pub local: SocketAddr,
     pub remote: SocketAddr,
     /// `TCP_ESTABLISHED` (1) .. `TCP_NEW_SYN_RECV` (12); see [`state_name`].
@@ -114,11 +122,40 @@ impl Wanted {
     }
 }
 
-/// The sockets in states `mask` (see [`state_bit`]) that `wanted` names.
-pub fn find(wanted: Wanted, mask: u32) -> anyhow::Result<Vec<TcpSocket>> {
-    let mut table = dump_tcp_states(mask)?;
+/// The sockets in states `mask` (see [`state_bit`]) that `wanted` names,
+/// in the namespaces of `scope`.
+pub fn find(scope: &NetnsScope, wanted: Wanted, mask: u32) -> anyhow::Result<Vec<TcpSocket>> {
+    let mut table = dump_tcp_states_in(scope, mask)?;
     table.retain(|s| wanted.matches(s));
     Ok(table)
+}
+
+/// The TCP sockets in states `mask` of every namespace in `scope` (one
+/// netlink socket made inside each: sock_diag answers for its own only). A
+/// namespace that goes away meanwhile is skipped.
+pub fn dump_tcp_states_in(scope: &NetnsScope, mask: u32) -> anyhow::Result<Vec<TcpSocket>> {
+    let own = netns::own();
+    let mut sockets = Vec::new();
+    for ns in scope.namespaces() {
+        let table = if ns.ino == own {
+            dump_tcp_states(mask)
+        } else {
+            netns::run_in(&ns, || dump_tcp_states(mask))
+        };
+        match table {
+            Ok(mut table) => {
+                for socket in &mut table {
+                    socket.netns = ns.ino;
+                }
+                sockets.append(&mut table);
+            }
+            Err(err) if matches!(scope, NetnsScope::All) => {
+                log::debug!("skipping network namespace {}: {err:#}", ns.name);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(sockets)
 }
 
 /// TCP state names as `ss` prints them.
@@ -173,6 +210,10 @@ pub fn dump_tcp_states(mask: u32) -> anyhow::Result<Vec<TcpSocket>> {
     let mut sockets = Vec::new();
     for family in [AF_INET, AF_INET6] {
         dump_family(&mut socket, family, mask, &mut sockets)?;
+    }
+    let own = netns::own();
+    for socket in &mut sockets {
+        socket.netns = own;
     }
     Ok(sockets)
 }
@@ -240,6 +281,7 @@ fn dump_family(
                     let h = &response.header;
                     let id = &h.socket_id;
                     out.push(TcpSocket {
+                        netns: 0,
                         local: canonical(id.source_address, id.source_port),
                         remote: canonical(id.destination_address, id.destination_port),
                         state: h.state,
@@ -296,6 +338,7 @@ mod tests {
             "[::1]:80".parse().unwrap()
         );
         let socket = TcpSocket {
+            netns: 0,
             local: "10.0.0.1:4000".parse().unwrap(),
             remote: "10.0.0.2:443".parse().unwrap(),
             state: ESTABLISHED,
@@ -349,11 +392,12 @@ mod tests {
         assert!(row.inode > 0);
         assert!(table.iter().any(|s| s.local == remote && s.state == LISTEN));
 
-        let exact = find(Wanted::conn(local, remote), ALL_STATES).unwrap();
+        let here = NetnsScope::choose(None, false, false).unwrap();
+        let exact = find(&here, Wanted::conn(local, remote), ALL_STATES).unwrap();
         assert_eq!(exact.len(), 1, "{exact:?}");
-        let by_port = find(Wanted::Port(remote.port()), state_bit(ESTABLISHED)).unwrap();
+        let by_port = find(&here, Wanted::Port(remote.port()), state_bit(ESTABLISHED)).unwrap();
         assert_eq!(by_port.len(), 2, "both ends, no listener: {by_port:?}");
-        let listeners = find(Wanted::Port(remote.port()), state_bit(LISTEN)).unwrap();
+        let listeners = find(&here, Wanted::Port(remote.port()), state_bit(LISTEN)).unwrap();
         assert_eq!(listeners.len(), 1, "{listeners:?}");
     }
 }

@@ -14,6 +14,7 @@ use std::{
 use crate::{
     error::usage,
     host::{
+        netns::NetnsScope,
         owners::socket_holders,
         pidfd::Process,
         sockdiag::{self, ALL_STATES, LISTEN, TIME_WAIT, Wanted, state_bit},
@@ -99,10 +100,10 @@ pub fn targets_of_process(
 
 /// Existing connections `wanted` names in this network namespace, each
 /// duplicated from the process holding it.
-pub fn targets_by_connection(wanted: Wanted) -> anyhow::Result<Vec<Target>> {
+pub fn targets_by_connection(scope: &NetnsScope, wanted: Wanted) -> anyhow::Result<Vec<Target>> {
     // Listeners and TIME-WAIT sockets have no live connection to change.
     let states = ALL_STATES & !state_bit(LISTEN) & !state_bit(TIME_WAIT);
-    let sockets = sockdiag::find(wanted, states)?;
+    let sockets = sockdiag::find(scope, wanted, states)?;
     let holders = socket_holders();
     let mut found = Vec::new();
     let mut unowned = 0;
@@ -138,7 +139,8 @@ pub fn targets_by_connection(wanted: Wanted) -> anyhow::Result<Vec<Target>> {
             String::new()
         };
         return Err(usage(format!(
-            "no {what} held by a process in this network namespace{note}: nothing changed"
+            "no {what} held by a process in {}{note}: nothing changed",
+            scope.describe()
         )));
     }
     Ok(found)

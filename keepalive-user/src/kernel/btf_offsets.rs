@@ -162,6 +162,19 @@ pub fn resolve(btf: &Btf) -> Resolved {
         (Some(socket), Some(ino)) if ino.size == 8 => ino.offset - socket.offset,
         _ => UNKNOWN,
     };
+    o.net_ns_inum = expect(field(btf, "net", &["ns", "inum"]), 4);
+    o.snd_una = expect(field(btf, "tcp_sock", &["snd_una"]), 4);
+    let common = |name: &str, size: u32| expect(field(btf, "sock", &["__sk_common", name]), size);
+    o.skc_state = common("skc_state", 1);
+    o.skc_family = common("skc_family", 2);
+    o.skc_num = common("skc_num", 2);
+    o.skc_dport = common("skc_dport", 2);
+    o.skc_rcv_saddr = common("skc_rcv_saddr", 4);
+    o.skc_daddr = common("skc_daddr", 4);
+    o.skc_v6_rcv_saddr = common("skc_v6_rcv_saddr", 16);
+    o.skc_v6_daddr = common("skc_v6_daddr", 16);
+    o.sk_protocol = expect(field(btf, "sock", &["sk_protocol"]), 2);
+    o.sk_err = expect(field(btf, "sock", &["sk_err"]), 4);
     o.hz = kernel_hz().unwrap_or(0);
 
     let mut missing = Vec::new();
@@ -183,6 +196,29 @@ pub fn resolve(btf: &Btf) -> Resolved {
     }
     if o.sk_socket == UNKNOWN || o.socket_ino == UNKNOWN {
         missing.push("socket inode: pid and comm of connections unknown");
+    }
+    if o.net_ns_inum == UNKNOWN || o.skc_net == UNKNOWN {
+        missing.push(
+            "network namespace inode: connections of different namespaces with the same addresses are merged",
+        );
+    }
+    if o.snd_una == UNKNOWN || o.write_seq == UNKNOWN {
+        missing
+            .push("snd_una: a timeout with data outstanding cannot be told from a keepalive kill");
+    }
+    if [
+        o.skc_state,
+        o.skc_family,
+        o.skc_num,
+        o.skc_dport,
+        o.skc_rcv_saddr,
+        o.skc_daddr,
+    ]
+    .contains(&UNKNOWN)
+        || o.sk_protocol == UNKNOWN
+        || o.sk_err == UNKNOWN
+    {
+        missing.push("sock_common fields: socket errors (timeouts) are not seen");
     }
     if o.icsk_user_timeout == UNKNOWN {
         missing.push("TCP_USER_TIMEOUT: user timeouts reported as keepalive timeouts");

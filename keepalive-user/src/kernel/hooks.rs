@@ -9,6 +9,7 @@ use serde::Serialize;
 pub enum Attach {
     CgroupSkb(CgroupSkbAttachType),
     TracePoint(&'static str, &'static str),
+    RawTracePoint(&'static str),
     SockOps,
 }
 
@@ -16,6 +17,8 @@ pub enum Attach {
 pub enum Group {
     Packets,
     Tracepoints,
+    /// Connections closing: what lets every mode forget them.
+    Closes,
     SockOps,
 }
 
@@ -52,7 +55,7 @@ pub const HOOKS: &[Hook] = &[
     },
     Hook {
         program: "inet_sk_error_report",
-        attach: Attach::TracePoint("sock", "inet_sk_error_report"),
+        attach: Attach::RawTracePoint("inet_sk_error_report"),
         group: Group::Tracepoints,
         required: true,
         without_it: "timeouts and their errors are not seen",
@@ -67,7 +70,7 @@ pub const HOOKS: &[Hook] = &[
     Hook {
         program: "inet_sock_set_state",
         attach: Attach::TracePoint("sock", "inet_sock_set_state"),
-        group: Group::Tracepoints,
+        group: Group::Closes,
         required: false,
         without_it: "connections closing are not seen; timelines end only on timeouts",
     },
@@ -85,6 +88,7 @@ pub const HOOKS: &[Hook] = &[
 pub struct HookSet {
     pub packets: bool,
     pub tracepoints: bool,
+    pub closes: bool,
     pub sockops: bool,
 }
 
@@ -92,6 +96,7 @@ impl HookSet {
     pub const ALL: Self = Self {
         packets: true,
         tracepoints: true,
+        closes: true,
         sockops: true,
     };
 
@@ -99,6 +104,7 @@ impl HookSet {
         match group {
             Group::Packets => self.packets,
             Group::Tracepoints => self.tracepoints,
+            Group::Closes => self.closes,
             Group::SockOps => self.sockops,
         }
     }
@@ -119,6 +125,7 @@ pub fn hook_name(hook: &Hook) -> String {
         Attach::CgroupSkb(CgroupSkbAttachType::Egress) => "cgroup_skb/egress".into(),
         Attach::CgroupSkb(CgroupSkbAttachType::Ingress) => "cgroup_skb/ingress".into(),
         Attach::TracePoint(category, name) => format!("tracepoint {category}:{name}"),
+        Attach::RawTracePoint(name) => format!("raw_tp {name}"),
         Attach::SockOps => "sock_ops".into(),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{CgroupAttachMode, CgroupSkb, SockOps, TracePoint},
+    programs::{CgroupAttachMode, CgroupSkb, RawTracePoint, SockOps, TracePoint},
 };
 use keepalive_common::{Policy, SockOffsets, TracepointLayout, UNKNOWN};
 
@@ -197,6 +197,12 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, cgroup: &File) -> anyhow::Result<String>
             let program: &mut TracePoint = program.try_into()?;
             program.load().context("verifier")?;
             program.attach(category, name)?;
+            Ok("attached".into())
+        }
+        Attach::RawTracePoint(name) => {
+            let program: &mut RawTracePoint = program.try_into()?;
+            program.load().context("verifier")?;
+            program.attach(name)?;
             Ok("attached".into())
         }
         Attach::SockOps => {

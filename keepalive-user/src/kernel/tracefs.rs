@@ -121,17 +121,6 @@ pub fn layout(tracefs: &std::path::Path) -> TracepointLayout {
         layout.receive_reset_saddr_v6 = f.offset("saddr_v6");
         layout.receive_reset_daddr_v6 = f.offset("daddr_v6");
     }
-    if let Some(f) = read_format(tracefs, "sock", "inet_sk_error_report") {
-        layout.error_error = f.offset("error");
-        layout.error_sport = f.offset("sport");
-        layout.error_dport = f.offset("dport");
-        layout.error_family = f.offset("family");
-        layout.error_protocol = f.offset("protocol");
-        layout.error_saddr = f.offset("saddr");
-        layout.error_daddr = f.offset("daddr");
-        layout.error_saddr_v6 = f.offset("saddr_v6");
-        layout.error_daddr_v6 = f.offset("daddr_v6");
-    }
     if let Some(f) = read_format(tracefs, "sock", "inet_sock_set_state") {
         layout.state_skaddr = f.offset("skaddr");
         layout.state_oldstate = f.offset("oldstate");

@@ -1,6 +1,8 @@
-//! A connection as this host sees it: its two ends, IPv4-mapped IPv6
-//! addresses shown as IPv4 so that the packet view and the socket view of
-//! one connection agree.
+//! A connection as this host sees it: its network namespace and its two
+//! ends, IPv4-mapped IPv6 addresses shown as IPv4 so that the packet view
+//! and the socket view of one connection agree. Two containers may hold
+//! connections with the same addresses and ports: the namespace tells them
+//! apart.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -9,16 +11,22 @@ use keepalive_common::Tuple;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 
+/// Inode number of a network namespace, as /proc/PID/ns/net shows it
+/// (`net:[4026531840]`); 0 where the kernel's layout was unknown.
+pub type NetnsIno = u32;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Conn {
+    pub netns: NetnsIno,
     pub local: SocketAddr,
     pub remote: SocketAddr,
 }
 
 impl Conn {
     /// Both ends in their canonical form (IPv4-mapped shown as IPv4).
-    pub fn new(local: SocketAddr, remote: SocketAddr) -> Self {
+    pub fn new(netns: NetnsIno, local: SocketAddr, remote: SocketAddr) -> Self {
         Self {
+            netns,
             local: canonical(local),
             remote: canonical(remote),
         }
@@ -44,14 +52,18 @@ pub fn endpoint(family: u16, addr: &[u8; 16], port: u16) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip.to_canonical(), port))
 }
 
-impl TryFrom<&Tuple> for Conn {
-    /// The unknown address family.
-    type Error = u16;
-    fn try_from(t: &Tuple) -> Result<Self, u16> {
+impl Conn {
+    /// The connection a kernel tuple names in namespace `netns`; the
+    /// unknown address family as the error.
+    pub fn from_tuple(netns: NetnsIno, t: &Tuple) -> Result<Self, u16> {
         let local = endpoint(t.family, &t.local_addr, t.local_port);
         let remote = endpoint(t.family, &t.remote_addr, t.remote_port);
         match (local, remote) {
-            (Some(local), Some(remote)) => Ok(Self { local, remote }),
+            (Some(local), Some(remote)) => Ok(Self {
+                netns,
+                local,
+                remote,
+            }),
             _ => Err(t.family),
         }
     }
@@ -64,6 +76,7 @@ mod tests {
     #[test]
     fn mapped_addresses_are_shown_as_ipv4() {
         let conn = Conn::new(
+            4026531840,
             "[::ffff:10.0.0.1]:40000".parse().unwrap(),
             "[::1]:5000".parse().unwrap(),
         );

@@ -1,6 +1,6 @@
 //! Decoding the kernel's ring-buffer records into typed events.
 
-use keepalive_common::{Event, KeepaliveConfig, config_flags, kind};
+use keepalive_common::{Event, KeepaliveConfig, config_flags, event_flags, kind};
 
 use crate::model::{config::Config, conn::Conn};
 
@@ -17,14 +17,30 @@ fn config_of(raw: &KeepaliveConfig) -> Option<Config> {
 /// What a kernel program saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    Probe { n: u32, idle_ns: Option<u64> },
-    Ack { n: u32, rtt_ns: u64 },
+    Probe {
+        n: u32,
+        idle_ns: Option<u64>,
+    },
+    Ack {
+        n: u32,
+        rtt_ns: u64,
+    },
+    /// Probe `n`'s run ended by other traffic from the peer, not its answer.
+    AnsweredByTraffic {
+        n: u32,
+    },
     KeepaliveReset,
-    SocketError { errno: u32 },
+    SocketError {
+        errno: u32,
+    },
     ResetReceived,
-    Closed { old_state: u32 },
+    Closed {
+        old_state: u32,
+    },
     Established,
-    OptionsSet { result: i32 },
+    OptionsSet {
+        result: i32,
+    },
 }
 
 /// One decoded kernel event; `ts_ns` is CLOCK_MONOTONIC.
@@ -35,7 +51,17 @@ pub struct KernelEvent {
     pub config: Option<Config>,
     /// Inode of the socket, which tells which process holds it.
     pub socket_ino: Option<u64>,
+    /// The socket's TCP state (1 = ESTABLISHED, 2 = SYN_SENT...) when known.
+    pub tcp_state: Option<u8>,
+    /// Whether data was written and not yet acknowledged, when known.
+    pub data_outstanding: Option<bool>,
     pub kind: EventKind,
+}
+
+/// TCP states as the kernel numbers them (include/net/tcp_states.h).
+pub mod tcp_state {
+    pub const ESTABLISHED: u8 = 1;
+    pub const SYN_SENT: u8 = 2;
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,13 +106,17 @@ impl TryFrom<&Event> for KernelEvent {
             kind::OPTIONS_SET => EventKind::OptionsSet {
                 result: raw.value as i32,
             },
+            kind::ANSWERED_BY_TRAFFIC => EventKind::AnsweredByTraffic { n: raw.value },
             other => return Err(DecodeError::Kind(other)),
         };
         Ok(Self {
             ts_ns: raw.ts_ns,
-            conn: Conn::try_from(&raw.tuple).map_err(DecodeError::Family)?,
+            conn: Conn::from_tuple(raw.netns_ino, &raw.tuple).map_err(DecodeError::Family)?,
             config: config_of(&raw.config),
             socket_ino: (raw.socket_ino != 0).then_some(raw.socket_ino),
+            tcp_state: (raw.flags & event_flags::STATE_KNOWN != 0).then_some(raw.tcp_state),
+            data_outstanding: (raw.flags & event_flags::DATA_KNOWN != 0)
+                .then_some(raw.flags & event_flags::DATA_OUTSTANDING != 0),
             kind,
         })
     }
@@ -127,6 +157,10 @@ mod tests {
                 _pad: 0,
             },
             socket_ino: 4242,
+            netns_ino: 4026531840,
+            tcp_state: 1,
+            flags: event_flags::STATE_KNOWN | event_flags::DATA_KNOWN,
+            _pad: 0,
         }
     }
 
@@ -152,6 +186,8 @@ mod tests {
         );
         assert_eq!(ev.conn.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(ev.conn.remote, "127.0.0.2:5000".parse().unwrap());
+        assert_eq!(ev.conn.netns, 4026531840);
+        assert_eq!((ev.tcp_state, ev.data_outstanding), (Some(1), Some(false)));
         let config = ev.config.unwrap();
         assert!(config.keepalive);
         assert_eq!((config.idle_s, config.intvl_s, config.cnt), (1, 1, 3));
@@ -180,5 +216,14 @@ mod tests {
         assert_eq!(decoded.config, None);
         assert_eq!(decoded.conn.local, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(decoded.conn.remote, "[::1]:5000".parse().unwrap());
+        let mut unknown = raw_event(kind::ANSWERED_BY_TRAFFIC);
+        unknown.flags = event_flags::DATA_OUTSTANDING;
+        let decoded = KernelEvent::try_from(&unknown).unwrap();
+        assert_eq!(decoded.kind, EventKind::AnsweredByTraffic { n: 2 });
+        assert_eq!(
+            (decoded.tcp_state, decoded.data_outstanding),
+            (None, None),
+            "the flags say what was read"
+        );
     }
 }

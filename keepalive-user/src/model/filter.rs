@@ -5,7 +5,7 @@ use std::{net::IpAddr, str::FromStr};
 
 use ipnet::IpNet;
 
-use crate::model::conn::Conn;
+use crate::model::conn::{Conn, NetnsIno};
 
 /// An address prefix such as 10.0.0.0/8, ::1/128 or a bare address. An
 /// IPv4-mapped IPv6 prefix is the IPv4 prefix it maps, as connections are.
@@ -92,6 +92,9 @@ impl Cidr {
 /// The connection filters shared by watch, ls and set.
 #[derive(Debug, Clone, Default)]
 pub struct ConnFilter {
+    /// Only this network namespace (`-N`, or the watcher's own when it runs
+    /// in one); `None`: every namespace.
+    pub netns: Option<NetnsIno>,
     pub ports: Vec<u16>,
     pub src: Vec<Cidr>,
     pub dst: Vec<Cidr>,
@@ -101,7 +104,8 @@ impl ConnFilter {
     /// `src` is this host's end, `dst` the peer's. Within a kind, any match
     /// passes; across kinds, all must.
     pub fn matches(&self, conn: &Conn) -> bool {
-        (self.ports.is_empty() || self.ports.iter().any(|p| conn.ports_include(*p)))
+        self.netns.is_none_or(|ns| ns == conn.netns)
+            && (self.ports.is_empty() || self.ports.iter().any(|p| conn.ports_include(*p)))
             && (self.src.is_empty() || self.src.iter().any(|c| c.contains(conn.local.ip())))
             && (self.dst.is_empty() || self.dst.iter().any(|c| c.contains(conn.remote.ip())))
     }
@@ -113,6 +117,7 @@ mod tests {
 
     fn conn(local: &str, remote: &str) -> Conn {
         Conn {
+            netns: 7,
             local: local.parse().unwrap(),
             remote: remote.parse().unwrap(),
         }
@@ -147,6 +152,7 @@ mod tests {
     #[test]
     fn filter_combines_kinds() {
         let f = ConnFilter {
+            netns: None,
             ports: vec![5000],
             src: vec![],
             dst: vec!["127.0.0.0/8".parse().unwrap()],
@@ -156,6 +162,11 @@ mod tests {
         assert!(!f.matches(&conn("127.0.0.1:40000", "127.0.0.1:6000")));
         assert!(!f.matches(&conn("10.0.0.1:40000", "10.0.0.2:5000")));
         assert!(ConnFilter::default().matches(&conn("[::1]:1", "[::1]:2")));
+        let other_netns = ConnFilter {
+            netns: Some(8),
+            ..ConnFilter::default()
+        };
+        assert!(!other_netns.matches(&conn("[::1]:1", "[::1]:2")));
     }
 
     #[test]

@@ -11,8 +11,12 @@ pub struct Summary {
     pub connections: u64,
     pub probes: u64,
     pub answered: u64,
+    /// Probe runs ended by other traffic from the peer rather than an answer.
+    pub answered_by_traffic: u64,
     pub unanswered: u64,
     pub resets: u64,
+    /// Shown with `watch --all` only.
+    pub connect_failures: u64,
     pub timeouts: BTreeMap<String, u64>,
     pub rtt_us: Samples,
     pub detect_ms: Samples,

@@ -25,6 +25,10 @@ pub struct Session {
     /// The command, as the start line and the summary name it
     /// (`watch`, `set --new`).
     pub command: &'static str,
+    /// Which namespaces it shows, in words.
+    pub scope: String,
+    /// Show connects that never reached ESTABLISHED (`watch --all`).
+    pub connect_failures: bool,
     /// Said on stderr once everything is attached.
     pub banner: String,
 }
@@ -39,8 +43,13 @@ pub fn run_session(session: Session) -> anyhow::Result<ExitCode> {
 async fn session_loop(session: Session) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let mut watcher = Watcher::start(&session.load, session.filter, session.pid)?;
-    announce(watcher.observer(), &session.banner);
+    let mut watcher = Watcher::start_with(
+        &session.load,
+        session.filter.clone(),
+        session.pid,
+        session.connect_failures,
+    )?;
+    announce(watcher.observer(), &session);
 
     let mut printer = Printer {
         json: session.json,
@@ -105,7 +114,7 @@ async fn session_loop(session: Session) -> anyhow::Result<ExitCode> {
 }
 
 /// Says on stderr what is attached and what this kernel cannot show.
-fn announce(observer: &Observer, banner: &str) {
+fn announce(observer: &Observer, session: &Session) {
     for missing in observer.missing_optional() {
         eprintln!(
             "keepalive: warning: {} unavailable ({}): {}",
@@ -121,10 +130,17 @@ fn announce(observer: &Observer, banner: &str) {
         .filter(|s| s.ok)
         .map(|s| s.hook.as_str())
         .collect();
+    // The cgroup v2 root may be a private mount (under `ip netns exec`):
+    // its path would read like an empty new cgroup, so say what it means.
+    let cgroups = match &session.load.cgroup {
+        Some(path) => format!("below cgroup {}", path.display()),
+        None => "in every cgroup".to_string(),
+    };
     eprintln!(
-        "keepalive: watching TCP keepalive below cgroup {} ({}){banner}; Ctrl-C to stop",
-        observer.cgroup_path.display(),
-        attached.join(", ")
+        "keepalive: watching TCP keepalive in {}, {cgroups} ({}){}; Ctrl-C to stop",
+        session.scope,
+        attached.join(", "),
+        session.banner
     );
 }
 
@@ -144,19 +160,11 @@ impl Printer {
             self.line.clear();
             match (observation, self.json) {
                 (Observation::Record(r, owner), true) => {
-                    let _ = write!(
-                        self.line,
-                        "{}",
-                        json::record_json(&self.clock, r, owner.as_ref())
-                    );
+                    let _ = write!(self.line, "{}", json::record_json(&self.clock, r, owner));
                 }
-                (Observation::Record(r, owner), false) => text::write_record_line(
-                    &mut self.line,
-                    &self.clock,
-                    r,
-                    owner.as_ref(),
-                    self.color,
-                ),
+                (Observation::Record(r, owner), false) => {
+                    text::write_record_line(&mut self.line, &self.clock, r, owner, self.color)
+                }
                 (Observation::Lost { ts_ns, count }, true) => {
                     let _ = write!(
                         self.line,

@@ -8,7 +8,11 @@ use crate::{
         LoadOptions, Observer,
         ring::{EventRing, LostCounter},
     },
-    model::{filter::ConnFilter, summary::Summary, timeline::Timelines},
+    model::{
+        filter::ConnFilter,
+        summary::Summary,
+        timeline::{TimelineOptions, Timelines},
+    },
     observe::pipeline::{Observation, Pipeline},
     render::clock::Clock,
 };
@@ -24,23 +28,28 @@ pub struct Watcher {
 impl Watcher {
     /// Loads and attaches; must run inside a tokio runtime.
     pub fn start(load: &LoadOptions, filter: ConnFilter, pid: Option<u32>) -> anyhow::Result<Self> {
+        Self::start_with(load, filter, pid, false)
+    }
+
+    /// `start`, also reporting connects that failed (`watch --all`).
+    pub fn start_with(
+        load: &LoadOptions,
+        filter: ConnFilter,
+        pid: Option<u32>,
+        connect_failures: bool,
+    ) -> anyhow::Result<Self> {
         // Before attaching: the first scan of every process's fds takes
         // long enough with many sockets open to overflow the ring.
         let owners = OwnerCache::primed(pid);
         let mut observer = Observer::load(load)?;
         let ring = EventRing::new(observer.take_events()?)?;
         let lost = observer.take_lost_counter()?;
-        let mut timelines = Timelines::new(Some(keepalive_defaults()));
-        if load.cgroup.is_some() {
-            timelines = timelines.only_seen_by_cgroup_hooks();
-        }
-        let pipeline = Pipeline {
-            timelines,
-            filter,
-            pid,
-            owners,
-            decode_errors: 0,
-        };
+        let timelines = Timelines::new(TimelineOptions {
+            defaults: Some(keepalive_defaults()),
+            only_seen_by_cgroup_hooks: load.cgroup.is_some(),
+            connect_failures,
+        });
+        let pipeline = Pipeline::new(timelines, filter, pid, owners);
         Ok(Self {
             observer,
             ring,
@@ -68,6 +77,7 @@ impl Watcher {
                 .ring
                 .read_batch(|bytes| pipeline.take(bytes, &mut out))
                 .await?;
+            pipeline.release_held(false, &mut out);
             self.ring.note_batch(!out.is_empty());
             if !out.is_empty() || full {
                 return Ok(out);
@@ -80,18 +90,17 @@ impl Watcher {
         let mut out = Vec::new();
         let pipeline = &mut self.pipeline;
         self.ring.drain_now(|bytes| pipeline.take(bytes, &mut out));
+        pipeline.release_held(true, &mut out);
         out
     }
 
     /// Housekeeping for a periodic tick: connections closed a moment ago
     /// are forgotten, and any probe they left unanswered is reported.
     pub fn expire(&mut self) -> Vec<Observation> {
-        let (records, forgotten) = self
-            .pipeline
-            .timelines
-            .expire_closed(Clock::monotonic_now_ns());
+        let (records, forgotten) = self.pipeline.timelines.expire(Clock::monotonic_now_ns());
         let mut out = Vec::new();
-        self.pipeline.with_owners(records, None, &mut out);
+        self.pipeline.show_records(records, &mut out);
+        self.pipeline.release_held(false, &mut out);
         for conn in &forgotten {
             self.pipeline.owners.forget(conn);
         }
@@ -116,5 +125,15 @@ impl Watcher {
 
     pub fn decode_errors(&self) -> u64 {
         self.pipeline.decode_errors
+    }
+
+    /// Connections remembered (timelines, owner inodes, held): the memory
+    /// that must stay bounded.
+    pub fn remembered(&self) -> (usize, usize, usize) {
+        (
+            self.pipeline.timelines.tracked(),
+            self.pipeline.owners.remembered().1,
+            self.pipeline.held(),
+        )
     }
 }

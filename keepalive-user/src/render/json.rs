@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use super::clock::Clock;
 use crate::model::{
     config::Config,
-    owner::Owner,
+    owner::Attribution,
     summary::{Samples, Summary},
     timeline::Record,
 };
@@ -15,7 +15,7 @@ pub fn config_json(config: &Config) -> Value {
     serde_json::to_value(config).unwrap_or(Value::Null)
 }
 
-pub fn record_json(clock: &Clock, record: &Record, owner: Option<&Owner>) -> Value {
+pub fn record_json(clock: &Clock, record: &Record, attribution: &Attribution) -> Value {
     let mut v = json!({
         "event": record.report.event_name(),
         "ts": clock.rfc3339(record.ts_ns),
@@ -23,9 +23,23 @@ pub fn record_json(clock: &Clock, record: &Record, owner: Option<&Owner>) -> Val
         "dst": record.conn.remote.to_string(),
     });
     let map = v.as_object_mut().expect("object");
-    if let Some(owner) = owner {
+    if record.conn.netns != 0 {
+        map.insert("netns".into(), json!(record.conn.netns));
+    }
+    if let Some(name) = &attribution.netns_name {
+        map.insert("netns_name".into(), json!(&**name));
+    }
+    if let Some(owner) = attribution.first_owner() {
         map.insert("pid".into(), json!(owner.pid));
         map.insert("comm".into(), json!(&*owner.comm));
+    }
+    if attribution.owners.len() > 1 {
+        let holders: Vec<Value> = attribution
+            .owners
+            .iter()
+            .map(|o| json!({"pid": o.pid, "comm": &*o.comm}))
+            .collect();
+        map.insert("holders".into(), Value::Array(holders));
     }
     if let Some(config) = &record.config {
         map.insert("config".into(), config_json(config));
@@ -57,8 +71,10 @@ pub fn summary_json(summary: &Summary, elapsed_s: f64) -> Value {
         "connections": summary.connections,
         "probes": summary.probes,
         "answered": summary.answered,
+        "answered_by_traffic": summary.answered_by_traffic,
         "unanswered": summary.unanswered,
         "resets": summary.resets,
+        "connect_failures": summary.connect_failures,
         "timeouts": summary.timeouts,
         "rtt_us": pcts(&summary.rtt_us),
         "detect_ms": pcts(&summary.detect_ms),
@@ -70,6 +86,7 @@ pub fn summary_json(summary: &Summary, elapsed_s: f64) -> Value {
 mod tests {
     use super::*;
     use crate::{
+        model::owner::Owner,
         model::timeline::{Reason, Report},
         render::sample_record as record,
     };
@@ -77,9 +94,13 @@ mod tests {
     #[test]
     fn json_follows_the_contract() {
         let clock = Clock::with_offset(1_795_000_000_000_000_000);
-        let owner = Owner {
-            pid: 42,
-            comm: "server".into(),
+        let owner = Attribution {
+            owners: vec![Owner {
+                pid: 42,
+                comm: "server".into(),
+            }]
+            .into(),
+            ..Attribution::default()
         };
         let v = record_json(
             &clock,
@@ -87,7 +108,7 @@ mod tests {
                 n: 2,
                 idle_ms: Some(2000),
             }),
-            Some(&owner),
+            &owner,
         );
         assert_eq!(v["event"], "probe");
         assert_eq!(v["ts"], "2026-11-18T11:06:41.500000Z");
@@ -109,7 +130,7 @@ mod tests {
                 detect_ms: Some(3001),
                 predicted_ms: Some(3000),
             }),
-            None,
+            &Attribution::default(),
         );
         assert_eq!(
             (t["event"].as_str(), t["reason"].as_str()),
@@ -120,14 +141,18 @@ mod tests {
             (Some(1), Some(3001))
         );
         assert!(t.get("pid").is_none());
-        let ack = record_json(&clock, &record(Report::Ack { n: 1, rtt_us: 37 }), None);
+        let ack = record_json(
+            &clock,
+            &record(Report::Ack { n: 1, rtt_us: 37 }),
+            &Attribution::default(),
+        );
         assert_eq!(ack["rtt_us"], 37);
         let reset = record_json(
             &clock,
             &record(Report::Reset {
                 after_probe: Some(2),
             }),
-            None,
+            &Attribution::default(),
         );
         assert_eq!(
             (reset["event"].as_str(), reset["n"].as_u64()),
@@ -141,6 +166,7 @@ mod tests {
                 "ts",
                 "src",
                 "dst",
+                "netns",
                 "config",
                 "reason",
                 "probes",

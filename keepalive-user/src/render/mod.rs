@@ -31,6 +31,7 @@ pub(crate) fn sample_record(
     crate::model::timeline::Record {
         ts_ns: 1_500_000_000,
         conn: Conn {
+            netns: 4026531840,
             local: "[::1]:40000".parse().unwrap(),
             remote: "[::1]:5000".parse().unwrap(),
         },

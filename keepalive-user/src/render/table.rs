@@ -144,6 +144,7 @@ mod tests {
 
     fn socket(local: &str, remote: &str, timer: Option<Timer>) -> TcpSocket {
         TcpSocket {
+            netns: 0,
             local: local.parse().unwrap(),
             remote: remote.parse().unwrap(),
             state: 1,

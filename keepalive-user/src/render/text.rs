@@ -6,7 +6,8 @@ use std::fmt::{self, Write as _};
 use crate::{
     model::{
         config::Config,
-        owner::Owner,
+        errno::errno_name,
+        owner::{Attribution, Owner},
         summary::{Samples, Summary},
         timeline::{Record, Report},
     },
@@ -23,6 +24,8 @@ fn colour(report: &Report) -> &'static str {
         Report::Timeout { .. } => "\x1b[1;31m",
         Report::Reset { .. } => "\x1b[35m",
         Report::OptionsSet { .. } => "\x1b[36m",
+        Report::AnsweredByTraffic { .. } => "\x1b[32m",
+        Report::ConnectFailed { .. } => "\x1b[35m",
     }
 }
 
@@ -79,6 +82,8 @@ impl fmt::Display for Detail<'_> {
                 after_probe: Some(n),
             } => write!(f, "peer reset after probe #{n}"),
             Report::Reset { after_probe: None } => f.write_str("peer reset"),
+            Report::AnsweredByTraffic { n } => write!(f, "#{n} answered by traffic, no rtt"),
+            Report::ConnectFailed { errno } => write!(f, "connect failed: {}", errno_name(*errno)),
             Report::OptionsSet { result: 0 } => f.write_str("applied"),
             Report::OptionsSet { result } => write!(f, "failed: errno {}", -result),
         }
@@ -95,9 +100,14 @@ fn push_padded(out: &mut String, value: impl fmt::Display, width: usize) {
 }
 
 /// One aligned line: time, event, src → dst, detail, owner, settings.
-pub fn record_line(clock: &Clock, record: &Record, owner: Option<&Owner>, color: bool) -> String {
+pub fn record_line(
+    clock: &Clock,
+    record: &Record,
+    attribution: &Attribution,
+    color: bool,
+) -> String {
     let mut line = String::with_capacity(160);
-    write_record_line(&mut line, clock, record, owner, color);
+    write_record_line(&mut line, clock, record, attribution, color);
     line
 }
 
@@ -107,10 +117,10 @@ pub fn write_record_line(
     out: &mut String,
     clock: &Clock,
     record: &Record,
-    owner: Option<&Owner>,
+    attribution: &Attribution,
     color: bool,
 ) {
-    let event = record.report.event_name();
+    let event = text_label(&record.report);
     let (on, off) = if color {
         (colour(&record.report), RESET)
     } else {
@@ -126,10 +136,7 @@ pub fn write_record_line(
     push_padded(out, Detail(&record.report), 44);
     out.push_str(off);
     out.push(' ');
-    match owner {
-        Some(o) => push_padded(out, format_args!("{}/{}", o.comm, o.pid), 16),
-        None => push_padded(out, "-", 16),
-    }
+    push_padded(out, OwnersText(&attribution.owners), 16);
     out.push_str(" [");
     match &record.config {
         Some(config) => {
@@ -138,6 +145,36 @@ pub fn write_record_line(
         None => out.push('-'),
     }
     out.push(']');
+    if attribution.foreign_netns {
+        out.push_str("  netns ");
+        match &attribution.netns_name {
+            Some(name) => out.push_str(name),
+            None => {
+                let _ = write!(out, "{}", record.conn.netns);
+            }
+        }
+    }
+}
+
+/// `nginx/120`, `nginx/120,121` (one command, several pids, as a
+/// pre-forking server's listener and worker), `a/1,b/2`, or `-`.
+struct OwnersText<'a>(&'a [Owner]);
+
+impl fmt::Display for OwnersText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(first) = self.0.first() else {
+            return f.write_str("-");
+        };
+        write!(f, "{}/{}", first.comm, first.pid)?;
+        for owner in &self.0[1..] {
+            if owner.comm == first.comm {
+                write!(f, ",{}", owner.pid)?;
+            } else {
+                write!(f, ",{}/{}", owner.comm, owner.pid)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn lost_line(clock: &Clock, ts_ns: u64, count: u64) -> String {
@@ -145,6 +182,16 @@ pub fn lost_line(clock: &Clock, ts_ns: u64, count: u64) -> String {
         "{} LOST        {count} events the ring buffer could not take",
         clock.time_of_day(ts_ns)
     )
+}
+
+/// The event's name in the text column, which is 11 characters wide: the
+/// JSON name where it fits.
+fn text_label(report: &Report) -> &'static str {
+    match report {
+        Report::AnsweredByTraffic { .. } => "answered",
+        Report::ConnectFailed { .. } => "conn_failed",
+        other => other.event_name(),
+    }
 }
 
 /// The end-of-session summary; `command` names the session (`watch`,
@@ -174,11 +221,20 @@ pub fn summary_text(summary: &Summary, command: &str, elapsed_s: f64) -> String 
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let by_traffic = match summary.answered_by_traffic {
+        0 => String::new(),
+        n => format!(", {n} by traffic"),
+    };
+    let connect_failures = match summary.connect_failures {
+        0 => String::new(),
+        n => format!("connect failures  {n}\n"),
+    };
     format!(
         "--- keepalive {command}: {elapsed_s:.1} s ---\n\
          connections seen  {}\n\
-         probes            {} ({} answered, {} unanswered)\n\
+         probes            {} ({} answered{by_traffic}, {} unanswered)\n\
          peer resets       {}\n\
+         {connect_failures}\
          timeouts          {timeouts}\n\
          probe rtt         {}\n\
          detection time    {}\n\
@@ -202,13 +258,23 @@ mod tests {
     #[test]
     fn human_line_is_aligned_and_colour_optional() {
         let clock = Clock::with_offset(0);
-        let plain = record_line(&clock, &record(Report::Unanswered { n: 3 }), None, false);
+        let plain = record_line(
+            &clock,
+            &record(Report::Unanswered { n: 3 }),
+            &Attribution::default(),
+            false,
+        );
         assert!(plain.starts_with("00:00:01.500000 unanswered "), "{plain}");
         assert!(plain.contains("[::1]:40000 > [::1]:5000"));
         assert!(plain.contains("#3 no answer"));
         assert!(plain.contains("[idle 1s intvl 1s cnt 3]"));
         assert!(!plain.contains('\x1b'));
-        let coloured = record_line(&clock, &record(Report::Unanswered { n: 3 }), None, true);
+        let coloured = record_line(
+            &clock,
+            &record(Report::Unanswered { n: 3 }),
+            &Attribution::default(),
+            true,
+        );
         assert!(coloured.contains("\x1b[31m"));
         let a = record_line(
             &clock,
@@ -216,16 +282,72 @@ mod tests {
                 n: 1,
                 idle_ms: Some(1000),
             }),
-            None,
+            &Attribution::default(),
             false,
         );
         let b = record_line(
             &clock,
             &record(Report::Ack { n: 1, rtt_us: 9 }),
-            None,
+            &Attribution::default(),
             false,
         );
         assert_eq!(a.find(" > "), b.find(" > "), "columns line up");
+        let by_traffic = record_line(
+            &clock,
+            &record(Report::AnsweredByTraffic { n: 2 }),
+            &Attribution::default(),
+            false,
+        );
+        let failed = record_line(
+            &clock,
+            &record(Report::ConnectFailed { errno: 111 }),
+            &Attribution::default(),
+            false,
+        );
+        assert!(
+            by_traffic.contains("answered    ")
+                && by_traffic.contains("#2 answered by traffic, no rtt"),
+            "{by_traffic}"
+        );
+        assert!(
+            failed.contains("conn_failed ") && failed.contains("connect failed: ECONNREFUSED"),
+            "{failed}"
+        );
+        assert_eq!(a.find(" > "), by_traffic.find(" > "));
+        assert_eq!(a.find(" > "), failed.find(" > "));
+    }
+
+    #[test]
+    fn owners_and_foreign_namespaces_are_named() {
+        let clock = Clock::with_offset(0);
+        let owner = |pid, comm: &str| Owner {
+            pid,
+            comm: comm.into(),
+        };
+        let forked = Attribution {
+            owners: vec![owner(10, "srv"), owner(11, "srv"), owner(12, "log")].into(),
+            netns_name: Some("blue".into()),
+            foreign_netns: true,
+        };
+        let line = record_line(
+            &clock,
+            &record(Report::Ack { n: 1, rtt_us: 9 }),
+            &forked,
+            false,
+        );
+        assert!(line.contains(" srv/10,11,log/12 "), "{line}");
+        assert!(line.ends_with("]  netns blue"), "{line}");
+        let own = Attribution {
+            owners: vec![owner(10, "srv")].into(),
+            ..Attribution::default()
+        };
+        let line = record_line(
+            &clock,
+            &record(Report::Ack { n: 1, rtt_us: 9 }),
+            &own,
+            false,
+        );
+        assert!(line.ends_with("cnt 3]"), "own namespace: no suffix: {line}");
     }
 
     #[test]

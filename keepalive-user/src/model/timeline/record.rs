@@ -45,6 +45,11 @@ pub enum Report {
         n: u32,
         rtt_us: u64,
     },
+    /// The run of probes up to `n` ended by other traffic from the peer
+    /// (data, or a segment that could not be its answer): alive, no RTT.
+    AnsweredByTraffic {
+        n: u32,
+    },
     Unanswered {
         n: u32,
     },
@@ -61,6 +66,15 @@ pub enum Report {
     OptionsSet {
         result: i32,
     },
+    /// A connect that never reached ESTABLISHED (refused, SYN timeout).
+    ConnectFailed {
+        #[serde(rename = "error", serialize_with = "errno_as_name")]
+        errno: u32,
+    },
+}
+
+fn errno_as_name<S: Serializer>(errno: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&errno_name(*errno))
 }
 
 impl Report {
@@ -68,10 +82,12 @@ impl Report {
         match self {
             Self::Probe { .. } => "probe",
             Self::Ack { .. } => "ack",
+            Self::AnsweredByTraffic { .. } => "answered_by_traffic",
             Self::Unanswered { .. } => "unanswered",
             Self::Timeout { .. } => "timeout",
             Self::Reset { .. } => "reset",
             Self::OptionsSet { .. } => "options_set",
+            Self::ConnectFailed { .. } => "connect_failed",
         }
     }
 }

@@ -2,17 +2,18 @@
 
 use super::*;
 
-const MS: u64 = 1_000_000;
-const S: u64 = 1_000_000_000;
+pub(super) const MS: u64 = 1_000_000;
+pub(super) const S: u64 = 1_000_000_000;
 
-fn conn() -> Conn {
+pub(super) fn conn() -> Conn {
     Conn {
+        netns: 4026531840,
         local: "127.0.0.1:40000".parse().unwrap(),
         remote: "127.0.0.1:5000".parse().unwrap(),
     }
 }
 
-fn config(user_timeout_ms: u32) -> Config {
+pub(super) fn config(user_timeout_ms: u32) -> Config {
     Config {
         keepalive: true,
         idle_s: 1,
@@ -22,17 +23,19 @@ fn config(user_timeout_ms: u32) -> Config {
     }
 }
 
-fn ev(ts_ns: u64, kind: EventKind, ut: u32) -> KernelEvent {
+pub(super) fn ev(ts_ns: u64, kind: EventKind, ut: u32) -> KernelEvent {
     KernelEvent {
         ts_ns,
         conn: conn(),
         config: Some(config(ut)),
         socket_ino: None,
+        tcp_state: None,
+        data_outstanding: None,
         kind,
     }
 }
 
-fn probe(ts_ns: u64, n: u32, idle_ns: u64, ut: u32) -> KernelEvent {
+pub(super) fn probe(ts_ns: u64, n: u32, idle_ns: u64, ut: u32) -> KernelEvent {
     ev(
         ts_ns,
         EventKind::Probe {
@@ -43,18 +46,18 @@ fn probe(ts_ns: u64, n: u32, idle_ns: u64, ut: u32) -> KernelEvent {
     )
 }
 
-fn ack(ts_ns: u64, n: u32, rtt_ns: u64, ut: u32) -> KernelEvent {
+pub(super) fn ack(ts_ns: u64, n: u32, rtt_ns: u64, ut: u32) -> KernelEvent {
     ev(ts_ns, EventKind::Ack { n, rtt_ns }, ut)
 }
 
-fn probe_report(n: u32, idle_ms: u64) -> Report {
+pub(super) fn probe_report(n: u32, idle_ms: u64) -> Report {
     Report::Probe {
         n,
         idle_ms: Some(idle_ms),
     }
 }
 
-fn reports(t: &mut Timelines, events: &[KernelEvent]) -> Vec<Report> {
+pub(super) fn reports(t: &mut Timelines, events: &[KernelEvent]) -> Vec<Report> {
     events
         .iter()
         .flat_map(|e| t.on_event(e))
@@ -64,7 +67,7 @@ fn reports(t: &mut Timelines, events: &[KernelEvent]) -> Vec<Report> {
 
 #[test]
 fn healthy_idle_connection_probes_and_answers() {
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     let got = reports(
         &mut t,
         &[
@@ -87,7 +90,7 @@ fn healthy_idle_connection_probes_and_answers() {
 
 #[test]
 fn blackholed_peer_three_unanswered_then_keepalive_timeout() {
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     let got = reports(
         &mut t,
         &[
@@ -121,9 +124,9 @@ fn blackholed_peer_three_unanswered_then_keepalive_timeout() {
     assert_eq!(t.summary.detect_ms.percentile(100.0), Some(4000));
     assert_eq!(t.summary.detect_ms.count(), 1);
     assert_eq!(t.tracked(), 1, "kept for its late error report");
-    assert!(t.expire_closed(4 * S + 2 * MS).0.is_empty());
+    assert!(t.expire(4 * S + 2 * MS).0.is_empty());
     assert_eq!(t.tracked(), 1);
-    let (records, forgotten) = t.expire_closed(6 * S);
+    let (records, forgotten) = t.expire(6 * S);
     assert!(records.is_empty(), "timed out: nothing more to say");
     assert_eq!(forgotten, vec![conn()]);
     assert_eq!(t.tracked(), 0, "closed connections are forgotten");
@@ -131,7 +134,7 @@ fn blackholed_peer_three_unanswered_then_keepalive_timeout() {
 
 #[test]
 fn old_kernel_without_reset_reason_uses_etimedout_after_probes() {
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     let got = reports(
         &mut t,
         &[
@@ -153,7 +156,7 @@ fn old_kernel_without_reset_reason_uses_etimedout_after_probes() {
 
 #[test]
 fn user_timeout_is_named_and_retransmit_without_probes() {
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     let got = reports(
         &mut t,
         &[
@@ -170,7 +173,7 @@ fn user_timeout_is_named_and_retransmit_without_probes() {
         })
     ));
 
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     let mut e = ev(5 * S, EventKind::SocketError { errno: 110 }, 0);
     e.config = None;
     let got = reports(&mut t, &[e]);
@@ -187,7 +190,7 @@ fn user_timeout_is_named_and_retransmit_without_probes() {
 
 #[test]
 fn peer_reset_after_probe_and_no_duplicate_errors() {
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     let got = reports(
         &mut t,
         &[
@@ -211,7 +214,7 @@ fn peer_reset_after_probe_and_no_duplicate_errors() {
 
 #[test]
 fn other_errors_and_unseen_closes() {
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     assert!(
         t.on_event(&ev(S, EventKind::Closed { old_state: 1 }, 0))
             .is_empty()
@@ -221,7 +224,7 @@ fn other_errors_and_unseen_closes() {
             .is_empty()
     );
     assert_eq!(t.summary.connections, 0);
-    assert!(t.expire_closed(10 * S).0.is_empty());
+    assert!(t.expire(10 * S).0.is_empty());
     let got = reports(
         &mut t,
         &[
@@ -250,7 +253,7 @@ fn other_errors_and_unseen_closes() {
 
 #[test]
 fn closing_with_a_probe_out_reports_it_unanswered() {
-    let mut t = Timelines::new(None);
+    let mut t = Timelines::new(TimelineOptions::default());
     let got = reports(
         &mut t,
         &[
@@ -259,7 +262,7 @@ fn closing_with_a_probe_out_reports_it_unanswered() {
         ],
     );
     assert_eq!(got.last(), Some(&probe_report(1, 1000)));
-    let (expired, _) = t.expire_closed(3 * S);
+    let (expired, _) = t.expire(3 * S);
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].report, Report::Unanswered { n: 1 });
     assert_eq!(expired[0].ts_ns, S + MS);
@@ -274,7 +277,10 @@ fn defaults_fill_namespace_settings() {
         cnt: 9,
         user_timeout_ms: 0,
     };
-    let mut t = Timelines::new(Some(defaults));
+    let mut t = Timelines::new(TimelineOptions {
+        defaults: Some(defaults),
+        ..TimelineOptions::default()
+    });
     let mut e = ev(
         S,
         EventKind::Probe {
@@ -300,7 +306,10 @@ fn defaults_fill_namespace_settings() {
 
 #[test]
 fn cgroup_scope_ignores_tracepoint_only_connections() {
-    let mut t = Timelines::new(None).only_seen_by_cgroup_hooks();
+    let mut t = Timelines::new(TimelineOptions {
+        only_seen_by_cgroup_hooks: true,
+        ..TimelineOptions::default()
+    });
     assert!(
         t.on_event(&ev(S, EventKind::SocketError { errno: 110 }, 0))
             .is_empty()
