@@ -154,16 +154,17 @@ pub struct SockOffsets {
     /// tcp_sock::snd_una, to tell data outstanding at a timeout.
     pub snd_una: u32,
     /// sock_common fields, for hooks that get only the socket: state,
-    /// family, ports (skc_num host order, skc_dport network order) and
-    /// addresses.
+    /// family, the peer's port (network order) and addresses.
     pub skc_state: u32,
     pub skc_family: u32,
-    pub skc_num: u32,
     pub skc_dport: u32,
     pub skc_rcv_saddr: u32,
     pub skc_daddr: u32,
     pub skc_v6_rcv_saddr: u32,
     pub skc_v6_daddr: u32,
+    /// inet_sock::inet_sport, the local port in network order: it outlives
+    /// the close (which zeroes skc_num when the port was not bound).
+    pub inet_sport: u32,
     /// sock::sk_protocol (u16) and sock::sk_err (int).
     pub sk_protocol: u32,
     pub sk_err: u32,
@@ -194,12 +195,12 @@ impl SockOffsets {
             snd_una: UNKNOWN,
             skc_state: UNKNOWN,
             skc_family: UNKNOWN,
-            skc_num: UNKNOWN,
             skc_dport: UNKNOWN,
             skc_rcv_saddr: UNKNOWN,
             skc_daddr: UNKNOWN,
             skc_v6_rcv_saddr: UNKNOWN,
             skc_v6_daddr: UNKNOWN,
+            inet_sport: UNKNOWN,
             sk_protocol: UNKNOWN,
             sk_err: UNKNOWN,
             hz: 0,

@@ -165,7 +165,7 @@ pub fn tuple(sk: u64) -> Option<keepalive_common::Tuple> {
     let family: u16 = read(sk, global!(SOCK_OFFSETS.skc_family))?;
     let mut tuple = keepalive_common::Tuple {
         family,
-        local_port: read(sk, global!(SOCK_OFFSETS.skc_num))?,
+        local_port: u16::from_be(read(sk, global!(SOCK_OFFSETS.inet_sport))?),
         remote_port: u16::from_be(read(sk, global!(SOCK_OFFSETS.skc_dport))?),
         ..keepalive_common::Tuple::default()
     };

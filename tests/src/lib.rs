@@ -66,6 +66,11 @@ pub fn tcp_peer_bin() -> PathBuf {
         .unwrap_or_else(|| workspace_target_debug("tcp-peer"))
 }
 
+/// Another helper binary of this crate, built beside `tcp-peer`.
+pub fn helper_bin(name: &str) -> PathBuf {
+    tcp_peer_bin().with_file_name(name)
+}
+
 /// A short name unique to this process and call, like `ka-1234-7`.
 pub fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -50,10 +50,15 @@ fn run_unit_tests(filter: &[String]) -> anyhow::Result<()> {
 
 fn integration_tests(filter: &[String]) -> anyhow::Result<()> {
     let keepalive = build::keepalive(false)?;
-    step("building the integration tests and the tcp-peer helper");
+    step("building the integration tests and their helpers (tcp-peer, prefork-server, churn)");
     let mut bins = cargo();
-    bins.args(["build", "--package", "keepalive-tests", "--bin", "tcp-peer"]);
-    let tcp_peer = executable(&cargo_artifacts(&mut bins)?, "tcp-peer")?;
+    bins.args(["build", "--package", "keepalive-tests", "--bins"]);
+    let helpers = cargo_artifacts(&mut bins)?;
+    let tcp_peer = executable(&helpers, "tcp-peer")?;
+    // The harness finds the other helpers beside tcp-peer.
+    for helper in ["prefork-server", "churn"] {
+        executable(&helpers, helper)?;
+    }
     let mut tests = cargo();
     tests.args(["test", "--package", "keepalive-tests", "--no-run"]);
     let test_binaries: Vec<(String, PathBuf)> = cargo_artifacts(&mut tests)?

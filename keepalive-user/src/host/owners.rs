@@ -16,11 +16,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::model::{conn::Conn, owner::Owner};
+use crate::model::{
+    conn::{Conn, NetnsIno},
+    owner::Owner,
+};
 
-/// Scans start at most this often while an inode waits for its owner: a
-/// scan reads every process's fd table.
-const MIN_RESCAN_INTERVAL: Duration = Duration::from_millis(250);
+/// Full scans start at most this often while an inode waits for its
+/// owner, and never sooner than `SCAN_PAUSE_FACTOR` times the last scan's
+/// own length after it started: a scan reads every process's fd table
+/// (0.25 s with 100 000 sockets), so connection churn costs at most a fifth
+/// of a core.
+const MIN_RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+const SCAN_PAUSE_FACTOR: u32 = 5;
+/// Processes tried before a full scan for a new connection's socket: the
+/// holders of the same local port, their parents' children (a pre-forking
+/// server's workers), at most this many.
+const MAX_CANDIDATES: usize = 32;
 /// A socket whose holders were learnt this recently may be in a hand-off (a
 /// pre-forking server accepts, forks, and closes its copy): its holders are
 /// checked again before they are shown, at most every `VERIFY_EVERY`.
@@ -48,7 +59,7 @@ pub enum Lookup {
 /// Socket inode → its holders, as one scan found them.
 type Holders = HashMap<u64, Vec<Holder>>;
 /// When a scan started, and what it found.
-type ScanResult = (Instant, Holders);
+type ScanResult = (Instant, Duration, Holders);
 
 #[derive(Debug)]
 struct Entry {
@@ -85,9 +96,13 @@ pub struct OwnerCache {
     inode_of: foldhash::HashMap<Conn, u64>,
     only_pid: Option<u32>,
     last_scan_start: Option<Instant>,
+    last_scan_took: Duration,
     scan_in_flight: Option<mpsc::Receiver<ScanResult>>,
     /// Inodes a lookup is waiting for.
     wanted: Vec<u64>,
+    /// Processes known to hold connections of a (namespace, local port):
+    /// where a new connection of that port is looked for first.
+    pids_by_port: HashMap<(NetnsIno, u16), Vec<u32>>,
 }
 
 impl OwnerCache {
@@ -118,6 +133,22 @@ impl OwnerCache {
             return Lookup::Unknown;
         };
         let now = Instant::now();
+        let lookup = self.lookup_inode(conn, ino, now);
+        if let Lookup::Known(owners) = &lookup {
+            let pids = self
+                .pids_by_port
+                .entry((conn.netns, conn.local.port()))
+                .or_default();
+            for owner in owners.iter() {
+                if !pids.contains(&owner.pid) && pids.len() < MAX_CANDIDATES {
+                    pids.push(owner.pid);
+                }
+            }
+        }
+        lookup
+    }
+
+    fn lookup_inode(&mut self, conn: &Conn, ino: u64, now: Instant) -> Lookup {
         if let Some(entry) = self.by_inode.get_mut(&ino) {
             let young = now.duration_since(entry.learned) < HANDOFF_WINDOW;
             if !(young && now.duration_since(entry.verified) >= VERIFY_EVERY) {
@@ -145,11 +176,41 @@ impl OwnerCache {
                 None => Lookup::Unknown,
             };
         }
+        if let Some(owners) = self.try_candidates(conn, ino, now) {
+            return Lookup::Known(owners);
+        }
         if !self.wanted.contains(&ino) {
             self.wanted.push(ino);
         }
         self.poll();
         Lookup::Pending
+    }
+
+    /// Reads the fd tables of the processes likely to hold `ino`: those
+    /// holding other connections of its local port, and the other children
+    /// of their parents (a pre-forking server hands each connection to a
+    /// new worker).
+    fn try_candidates(&mut self, conn: &Conn, ino: u64, now: Instant) -> Option<Arc<[Owner]>> {
+        let known = self.pids_by_port.get(&(conn.netns, conn.local.port()))?;
+        let mut candidates: Vec<u32> = known.clone();
+        for pid in known {
+            if let Some(parent) = parent_of(*pid) {
+                candidates.push(parent);
+                candidates.extend(children_of(parent));
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.truncate(MAX_CANDIDATES);
+        let mut found = Holders::new();
+        for pid in candidates {
+            holders_of_pid(pid, &mut found);
+        }
+        let holders = found.remove(&ino)?;
+        let entry = Entry::new(holders, now);
+        let owners = Arc::clone(&entry.owners);
+        self.by_inode.insert(ino, entry);
+        Some(owners)
     }
 
     /// Takes in a finished scan and starts the next one if an inode waits
@@ -158,8 +219,9 @@ impl OwnerCache {
         let mut arrived = false;
         if let Some(rx) = &self.scan_in_flight {
             match rx.try_recv() {
-                Ok((started, found)) => {
+                Ok((started, took, found)) => {
                     self.scan_in_flight = None;
+                    self.last_scan_took = took;
                     self.merge(started, found);
                     arrived = true;
                 }
@@ -167,9 +229,8 @@ impl OwnerCache {
                 Err(mpsc::TryRecvError::Disconnected) => self.scan_in_flight = None,
             }
         }
-        let due = self
-            .last_scan_start
-            .is_none_or(|t| t.elapsed() >= MIN_RESCAN_INTERVAL);
+        let pause = MIN_RESCAN_INTERVAL.max(self.last_scan_took * SCAN_PAUSE_FACTOR);
+        let due = self.last_scan_start.is_none_or(|t| t.elapsed() >= pause);
         if !self.wanted.is_empty() && self.scan_in_flight.is_none() && due {
             self.wanted.clear();
             self.start_scan();
@@ -184,7 +245,8 @@ impl OwnerCache {
         let spawned = std::thread::Builder::new()
             .name("owner-scan".into())
             .spawn(move || {
-                let _ = tx.send((started, scan(None)));
+                let found = scan(None);
+                let _ = tx.send((started, started.elapsed(), found));
             });
         match spawned {
             Ok(_) => self.scan_in_flight = Some(rx),
@@ -213,6 +275,20 @@ impl OwnerCache {
         if let Some(ino) = self.inode_of.remove(conn) {
             self.by_inode.remove(&ino);
         }
+    }
+
+    /// Forgets the processes known to hold connections of a local port once
+    /// none of them is remembered any more (called at the periodic tick).
+    pub fn trim(&mut self) {
+        if self.inode_of.is_empty() {
+            self.pids_by_port.clear();
+        }
+        let live: std::collections::HashSet<(NetnsIno, u16)> = self
+            .inode_of
+            .keys()
+            .map(|c| (c.netns, c.local.port()))
+            .collect();
+        self.pids_by_port.retain(|key, _| live.contains(key));
     }
 
     /// Sockets whose holders are remembered (for the memory bound's tests).
@@ -251,6 +327,31 @@ fn scan(only_pid: Option<u32>) -> Holders {
         }
     }
     found
+}
+
+/// The parent of `pid`, from /proc/PID/stat (its fourth field).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count after it.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The children of `pid`'s threads (/proc/PID/task/TID/children).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
 }
 
 fn pids() -> impl Iterator<Item = u32> {
@@ -316,6 +417,17 @@ mod tests {
     use std::{net::TcpListener, os::unix::fs::MetadataExt as _};
 
     use super::*;
+
+    #[test]
+    fn parents_and_children_from_proc() {
+        let me = std::process::id();
+        let parent = parent_of(me).expect("a parent");
+        assert!(
+            children_of(parent).contains(&me),
+            "our parent's children include us"
+        );
+        assert_eq!(parent_of(u32::MAX), None);
+    }
 
     #[test]
     fn parses_socket_links() {

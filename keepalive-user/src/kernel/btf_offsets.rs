@@ -167,12 +167,12 @@ pub fn resolve(btf: &Btf) -> Resolved {
     let common = |name: &str, size: u32| expect(field(btf, "sock", &["__sk_common", name]), size);
     o.skc_state = common("skc_state", 1);
     o.skc_family = common("skc_family", 2);
-    o.skc_num = common("skc_num", 2);
     o.skc_dport = common("skc_dport", 2);
     o.skc_rcv_saddr = common("skc_rcv_saddr", 4);
     o.skc_daddr = common("skc_daddr", 4);
     o.skc_v6_rcv_saddr = common("skc_v6_rcv_saddr", 16);
     o.skc_v6_daddr = common("skc_v6_daddr", 16);
+    o.inet_sport = expect(field(btf, "inet_sock", &["inet_sport"]), 2);
     o.sk_protocol = expect(field(btf, "sock", &["sk_protocol"]), 2);
     o.sk_err = expect(field(btf, "sock", &["sk_err"]), 4);
     o.hz = kernel_hz().unwrap_or(0);
@@ -209,7 +209,7 @@ pub fn resolve(btf: &Btf) -> Resolved {
     if [
         o.skc_state,
         o.skc_family,
-        o.skc_num,
+        o.inet_sport,
         o.skc_dport,
         o.skc_rcv_saddr,
         o.skc_daddr,

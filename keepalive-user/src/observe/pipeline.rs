@@ -24,6 +24,9 @@ use crate::{
 
 /// The longest a record waits for its connection's owner.
 const OWNER_WAIT: Duration = Duration::from_millis(1500);
+/// Connections whose records may wait at once; beyond, records go out
+/// without waiting (connection churn must not pile them up).
+const MAX_HELD: usize = 4096;
 
 /// One thing to show: a record about a connection, or events lost.
 #[derive(Debug, Clone)]
@@ -85,16 +88,18 @@ impl Pipeline {
             return;
         }
         let records = self.timelines.on_event(event);
-        if records.is_empty() {
-            // Only what is shown needs an owner: established connections of
-            // a busy host must not each cost a lookup.
-            if event.socket_ino.is_some() {
-                self.owners.learn_inode(&event.conn, event.socket_ino);
-            }
-            return;
+        let remembered = self.timelines.knows(&event.conn);
+        if remembered || !records.is_empty() {
+            // Only connections with a timeline (or a line now) need an owner:
+            // the established connections of a busy host cost nothing.
+            self.owners.learn_inode(&event.conn, event.socket_ino);
         }
-        self.owners.learn_inode(&event.conn, event.socket_ino);
-        self.show(event.conn, records, out);
+        if !remembered && matches!(event.kind, event::EventKind::Closed { .. }) {
+            self.owners.forget(&event.conn);
+        }
+        if !records.is_empty() {
+            self.show(event.conn, records, out);
+        }
     }
 
     /// Shows `records` of `conn` now if its owner is known, else holds them.
@@ -104,6 +109,9 @@ impl Pipeline {
             return;
         }
         match self.owners.lookup(&conn) {
+            Lookup::Pending if self.held.len() >= MAX_HELD => {
+                self.emit(conn, records, Default::default(), out);
+            }
             Lookup::Pending => {
                 self.held.insert(
                     conn,

@@ -104,6 +104,9 @@ impl Watcher {
         for conn in &forgotten {
             self.pipeline.owners.forget(conn);
         }
+        if !forgotten.is_empty() {
+            self.pipeline.owners.trim();
+        }
         out
     }
 

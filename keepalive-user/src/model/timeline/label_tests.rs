@@ -174,11 +174,18 @@ fn the_same_addresses_in_two_namespaces_are_two_connections() {
 fn connections_whose_close_was_missed_are_forgotten() {
     let mut t = Timelines::new(TimelineOptions::default());
     t.on_event(&probe(S, 1, S, 0));
-    let mut silent = ev(S, EventKind::Established, 0);
+    let mut silent = probe(S, 1, S, 0);
     silent.conn.local.set_port(40001);
     silent.config = None;
     t.on_event(&silent);
-    assert_eq!(t.tracked(), 2);
+    let mut established = ev(S, EventKind::Established, 0);
+    established.conn.local.set_port(40002);
+    t.on_event(&established);
+    assert_eq!(
+        t.tracked(),
+        2,
+        "an established connection alone costs nothing"
+    );
     // keepalive 1 s / 1 s / 3: a probe at least every few seconds.
     let (records, forgotten) = t.expire(10 * 60 * S);
     assert!(records.is_empty());

@@ -88,6 +88,10 @@ impl Timelines {
         self.conns.len()
     }
 
+    pub fn knows(&self, conn: &Conn) -> bool {
+        self.conns.contains_key(conn)
+    }
+
     /// Feeds one kernel event; returns what to show, oldest first.
     pub fn on_event(&mut self, event: &KernelEvent) -> Vec<Record> {
         let mut out = Vec::new();
@@ -102,7 +106,31 @@ impl Timelines {
                 | EventKind::OptionsSet { .. }
         );
         let only_if_known = (options.only_seen_by_cgroup_hooks && !from_cgroup_hook)
-            || matches!(event.kind, EventKind::SocketError { errno } if errno != ETIMEDOUT);
+            || matches!(event.kind, EventKind::SocketError { errno } if errno != ETIMEDOUT)
+            // A close says nothing about a connection we never saw.
+            || matches!(event.kind, EventKind::Closed { old_state } if old_state != TCP_SYN_SENT);
+        // Connections only ever established (or given a policy) need no
+        // memory: a busy host makes thousands a second. Under `--cgroup` they
+        // are remembered, to tell which tracepoint events are in scope.
+        let stateless = !options.only_seen_by_cgroup_hooks
+            && matches!(
+                event.kind,
+                EventKind::Established | EventKind::OptionsSet { .. }
+            );
+        if stateless && !self.conns.contains_key(&event.conn) {
+            if let EventKind::OptionsSet { result } = event.kind {
+                summary.connections += 1;
+                out.push(Record {
+                    ts_ns: event.ts_ns,
+                    conn: event.conn,
+                    config: event
+                        .config
+                        .map(|c| options.defaults.map_or(c, |d| c.with_defaults(&d))),
+                    report: Report::OptionsSet { result },
+                });
+            }
+            return out;
+        }
         // The lookup only when it matters: probes and answers are nearly all
         // events, and each lookup is a cache miss with 50 000 connections.
         if only_if_known && !self.conns.contains_key(&event.conn) {
