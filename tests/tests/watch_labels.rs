@@ -23,7 +23,8 @@ fn a_late_window_update_after_other_traffic_is_no_answer() {
     ns.sysctl("net.ipv4.tcp_rmem", "4096 4096 4096");
     let p = unique_port();
     let watch = Watch::on_port(p, &[]);
-    let mut pair = Pair::loopback_in(&ns, p, &["--keepalive", "3,1,3"]);
+    // Idle 3 s, then 5 s between probes: room for what follows probe #1.
+    let mut pair = Pair::loopback_in(&ns, p, &["--keepalive", "3,5,3"]);
     let client = pair.client.local(0);
     let answers_dropped = Nft::new(
         &ns,
@@ -45,7 +46,7 @@ fn a_late_window_update_after_other_traffic_is_no_answer() {
     pair.client.send_line("send 200000");
     std::thread::sleep(Duration::from_millis(1300));
     pair.server.send_line("recv");
-    let events = watch.collect_until(Duration::from_secs(8), |v| {
+    let events = watch.collect_until(Duration::from_secs(12), |v| {
         event(v) == "probe" && v["src"] == client.as_str()
     });
     let mine = of_client(&events, &client);

@@ -103,6 +103,7 @@ pub struct OwnerCache {
     /// Processes known to hold connections of a (namespace, local port):
     /// where a new connection of that port is looked for first.
     pids_by_port: HashMap<(NetnsIno, u16), Vec<u32>>,
+    own_netns: NetnsIno,
 }
 
 impl OwnerCache {
@@ -111,6 +112,7 @@ impl OwnerCache {
     pub fn primed(only_pid: Option<u32>) -> Self {
         let mut cache = Self {
             only_pid,
+            own_netns: crate::host::netns::own(),
             ..Self::default()
         };
         let now = Instant::now();
@@ -187,23 +189,39 @@ impl OwnerCache {
     }
 
     /// Reads the fd tables of the processes likely to hold `ino`: those
-    /// holding other connections of its local port, and the other children
+    /// holding other connections of its local port and the other children
     /// of their parents (a pre-forking server hands each connection to a
-    /// new worker).
+    /// new worker); then, for a connection in another namespace than ours
+    /// (a container), the processes in that namespace.
     fn try_candidates(&mut self, conn: &Conn, ino: u64, now: Instant) -> Option<Arc<[Owner]>> {
-        let known = self.pids_by_port.get(&(conn.netns, conn.local.port()))?;
-        let mut candidates: Vec<u32> = known.clone();
-        for pid in known {
-            if let Some(parent) = parent_of(*pid) {
-                candidates.push(parent);
-                candidates.extend(children_of(parent));
+        let mut candidates = Vec::new();
+        if let Some(known) = self.pids_by_port.get(&(conn.netns, conn.local.port())) {
+            for pid in known {
+                candidates.push(*pid);
+                if let Some(parent) = parent_of(*pid) {
+                    candidates.push(parent);
+                    candidates.extend(children_of(parent));
+                }
             }
         }
-        candidates.sort_unstable();
-        candidates.dedup();
-        candidates.truncate(MAX_CANDIDATES);
+        if let Some(owners) = self.find_among(candidates, ino, now) {
+            return Some(owners);
+        }
+        if conn.netns == 0 || conn.netns == self.own_netns {
+            return None;
+        }
+        self.find_among(pids_in_netns(conn.netns), ino, now)
+    }
+
+    fn find_among(&mut self, mut pids: Vec<u32>, ino: u64, now: Instant) -> Option<Arc<[Owner]>> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids.truncate(MAX_CANDIDATES);
         let mut found = Holders::new();
-        for pid in candidates {
+        for pid in pids {
             holders_of_pid(pid, &mut found);
         }
         let holders = found.remove(&ino)?;
@@ -327,6 +345,18 @@ fn scan(only_pid: Option<u32>) -> Holders {
         }
     }
     found
+}
+
+/// The processes in network namespace `netns` (one readlink each).
+fn pids_in_netns(netns: NetnsIno) -> Vec<u32> {
+    let wanted = format!("net:[{netns}]");
+    pids()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+        })
+        .take(MAX_CANDIDATES)
+        .collect()
 }
 
 /// The parent of `pid`, from /proc/PID/stat (its fourth field).
