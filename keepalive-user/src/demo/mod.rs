@@ -90,12 +90,14 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let lab_netns = lab.netns()?;
         let filter = ConnFilter {
-            netns: Some(lab.netns()?),
+            netns: Some(lab_netns),
             ports: vec![PORT],
             ..ConnFilter::default()
         };
         let mut watcher = Watcher::start(&LoadOptions::default(), filter, None)?;
+        watcher.set_home_netns(lab_netns);
         let clock = Clock::now();
         if !plan.json {
             eprintln!(

@@ -59,6 +59,12 @@ impl Watcher {
         })
     }
 
+    /// Lines name a connection's namespace when it is not `netns` (by
+    /// default this process's): demo's connections live in its lab.
+    pub fn set_home_netns(&mut self, netns: crate::model::conn::NetnsIno) {
+        self.pipeline.own_netns = netns;
+    }
+
     pub fn observer(&self) -> &Observer {
         &self.observer
     }
