@@ -38,17 +38,12 @@ const MAX_CANDIDATES: usize = 32;
 const HANDOFF_WINDOW: Duration = Duration::from_secs(30);
 const VERIFY_EVERY: Duration = Duration::from_millis(200);
 
-/// A process holding a socket, and the descriptor it holds it by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    pub owner: Owner,
-    pub fd: i32,
-}
+pub use crate::model::owner::Holder;
 
 /// What is known of a connection's owners right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Known(Arc<[Owner]>),
+    Known(Arc<[Holder]>),
     /// A scan is looking for its socket: worth waiting a moment.
     Pending,
     /// No socket inode to look for (kernel-owned, orphaned, an answer on a
@@ -61,24 +56,12 @@ type Holders = HashMap<u64, Vec<Holder>>;
 /// When a scan started, and what it found.
 type ScanResult = (Instant, Duration, Holders);
 
-#[derive(Debug)]
-struct Entry {
-    holders: Vec<Holder>,
-    owners: Arc<[Owner]>,
+/// When a socket's holders were learnt and last checked: kept only while
+/// it may be in a hand-off (`HANDOFF_WINDOW`).
+#[derive(Debug, Clone, Copy)]
+struct Young {
     learned: Instant,
     verified: Instant,
-}
-
-impl Entry {
-    fn new(holders: Vec<Holder>, now: Instant) -> Self {
-        let owners = holders.iter().map(|h| h.owner.clone()).collect();
-        Self {
-            holders,
-            owners,
-            learned: now,
-            verified: now,
-        }
-    }
 }
 
 /// Socket inode → holders, learnt from /proc.
@@ -90,7 +73,9 @@ impl Entry {
 /// process's fd table is read, inline, because it is cheap.
 #[derive(Debug, Default)]
 pub struct OwnerCache {
-    by_inode: HashMap<u64, Entry>,
+    /// One allocation per socket: a host may have 100 000.
+    by_inode: HashMap<u64, Arc<[Holder]>>,
+    young: HashMap<u64, Young>,
     /// foldhash: looked up for every shown record (see `Timelines::conns`).
     /// Answers carry no inode: it is remembered from the connection's probe.
     inode_of: foldhash::HashMap<Conn, u64>,
@@ -120,10 +105,7 @@ impl OwnerCache {
         cache.merge(now, scan(only_pid));
         // What was there before we started is not in a hand-off we could
         // tell: only sockets learnt later are checked again.
-        let settled = now.checked_sub(HANDOFF_WINDOW).unwrap_or(now);
-        for entry in cache.by_inode.values_mut() {
-            entry.learned = settled;
-        }
+        cache.young.clear();
         cache
     }
 
@@ -147,9 +129,9 @@ impl OwnerCache {
                 .pids_by_port
                 .entry((conn.netns, conn.local.port()))
                 .or_default();
-            for owner in owners.iter() {
-                if !pids.contains(&owner.pid) && pids.len() < MAX_CANDIDATES {
-                    pids.push(owner.pid);
+            for holder in owners.iter() {
+                if !pids.contains(&holder.owner.pid) && pids.len() < MAX_CANDIDATES {
+                    pids.push(holder.owner.pid);
                 }
             }
         }
@@ -157,23 +139,34 @@ impl OwnerCache {
     }
 
     fn lookup_inode(&mut self, conn: &Conn, ino: u64, now: Instant) -> Lookup {
-        if let Some(entry) = self.by_inode.get_mut(&ino) {
-            let young = now.duration_since(entry.learned) < HANDOFF_WINDOW;
-            if !(young && now.duration_since(entry.verified) >= VERIFY_EVERY) {
-                return Lookup::Known(Arc::clone(&entry.owners));
+        if let Some(holders) = self.by_inode.get(&ino) {
+            let Some(young) = self.young.get_mut(&ino) else {
+                return Lookup::Known(Arc::clone(holders));
+            };
+            if now.duration_since(young.learned) >= HANDOFF_WINDOW {
+                self.young.remove(&ino);
+                return Lookup::Known(Arc::clone(holders));
             }
-            entry.verified = now;
-            let before = entry.holders.len();
-            entry.holders.retain(|h| still_holds(h, ino));
-            if entry.holders.len() == before {
-                return Lookup::Known(Arc::clone(&entry.owners));
+            if now.duration_since(young.verified) < VERIFY_EVERY {
+                return Lookup::Known(Arc::clone(holders));
             }
-            if !entry.holders.is_empty() {
-                *entry = Entry::new(std::mem::take(&mut entry.holders), entry.learned);
-                return Lookup::Known(Arc::clone(&entry.owners));
+            young.verified = now;
+            let still: Vec<Holder> = holders
+                .iter()
+                .filter(|h| still_holds(h, ino))
+                .cloned()
+                .collect();
+            if still.len() == holders.len() {
+                return Lookup::Known(Arc::clone(holders));
+            }
+            if !still.is_empty() {
+                let still: Arc<[Holder]> = still.into();
+                self.by_inode.insert(ino, Arc::clone(&still));
+                return Lookup::Known(still);
             }
             // Every holder let go of it since: whoever took it over is new.
             self.by_inode.remove(&ino);
+            self.young.remove(&ino);
         }
         if self.only_pid.is_some() {
             // One process's fd table: cheap enough to read at once, though
@@ -186,7 +179,7 @@ impl OwnerCache {
                 self.merge(now, scan(self.only_pid));
             }
             return match self.by_inode.get(&ino) {
-                Some(entry) => Lookup::Known(Arc::clone(&entry.owners)),
+                Some(holders) => Lookup::Known(Arc::clone(holders)),
                 None => Lookup::Unknown,
             };
         }
@@ -205,7 +198,7 @@ impl OwnerCache {
     /// of their parents (a pre-forking server hands each connection to a
     /// new worker); then, for a connection in another namespace than ours
     /// (a container), the processes in that namespace.
-    fn try_candidates(&mut self, conn: &Conn, ino: u64, now: Instant) -> Option<Arc<[Owner]>> {
+    fn try_candidates(&mut self, conn: &Conn, ino: u64, now: Instant) -> Option<Arc<[Holder]>> {
         let mut candidates = Vec::new();
         if let Some(known) = self.pids_by_port.get(&(conn.netns, conn.local.port())) {
             for pid in known {
@@ -225,7 +218,7 @@ impl OwnerCache {
         self.find_among(pids_in_netns(conn.netns), ino, now)
     }
 
-    fn find_among(&mut self, mut pids: Vec<u32>, ino: u64, now: Instant) -> Option<Arc<[Owner]>> {
+    fn find_among(&mut self, mut pids: Vec<u32>, ino: u64, now: Instant) -> Option<Arc<[Holder]>> {
         if pids.is_empty() {
             return None;
         }
@@ -236,11 +229,16 @@ impl OwnerCache {
         for pid in pids {
             holders_of_pid(pid, &mut found);
         }
-        let holders = found.remove(&ino)?;
-        let entry = Entry::new(holders, now);
-        let owners = Arc::clone(&entry.owners);
-        self.by_inode.insert(ino, entry);
-        Some(owners)
+        let holders: Arc<[Holder]> = found.remove(&ino)?.into();
+        self.by_inode.insert(ino, Arc::clone(&holders));
+        self.young.insert(
+            ino,
+            Young {
+                learned: now,
+                verified: now,
+            },
+        );
+        Some(holders)
     }
 
     /// Takes in a finished scan and starts the next one if an inode waits
@@ -288,14 +286,22 @@ impl OwnerCache {
     /// with other holders than before counts as learnt anew.
     fn merge(&mut self, scanned_at: Instant, found: Holders) {
         for (ino, holders) in found {
-            let entry = self
-                .by_inode
-                .entry(ino)
-                .or_insert_with(|| Entry::new(Vec::new(), scanned_at));
-            if entry.holders == holders {
-                entry.verified = scanned_at;
-            } else {
-                *entry = Entry::new(holders, scanned_at);
+            match self.by_inode.get(&ino) {
+                Some(known) if **known == *holders => {
+                    if let Some(young) = self.young.get_mut(&ino) {
+                        young.verified = scanned_at;
+                    }
+                }
+                _ => {
+                    self.by_inode.insert(ino, holders.into());
+                    self.young.insert(
+                        ino,
+                        Young {
+                            learned: scanned_at,
+                            verified: scanned_at,
+                        },
+                    );
+                }
             }
         }
     }
@@ -304,12 +310,16 @@ impl OwnerCache {
     pub fn forget(&mut self, conn: &Conn) {
         if let Some(ino) = self.inode_of.remove(conn) {
             self.by_inode.remove(&ino);
+            self.young.remove(&ino);
         }
     }
 
     /// Forgets the processes known to hold connections of a local port once
     /// none of them is remembered any more (called at the periodic tick).
     pub fn trim(&mut self) {
+        let now = Instant::now();
+        self.young
+            .retain(|_, young| now.duration_since(young.learned) < HANDOFF_WINDOW);
         if self.inode_of.is_empty() {
             self.pids_by_port.clear();
         }
@@ -511,7 +521,7 @@ mod tests {
         let Lookup::Known(owners) = cache.lookup(&conn) else {
             panic!("primed with our socket");
         };
-        assert_eq!(owners[0].pid, std::process::id());
+        assert_eq!(owners[0].owner.pid, std::process::id());
         cache.forget(&conn);
         assert_eq!(cache.remembered(), (cache.by_inode.len(), 0));
         assert!(!cache.by_inode.contains_key(&ino));

@@ -11,13 +11,20 @@ pub struct Owner {
     pub comm: Arc<str>,
 }
 
+/// A process holding a socket, and the descriptor it holds it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub owner: Owner,
+    pub fd: i32,
+}
+
 /// What is known of a record's connection beyond its addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attribution {
     /// Every process holding the socket (a pre-forking server's listener
     /// and worker may both, for a moment), first found first; empty when
     /// none was found (kernel-owned, orphaned, or gone).
-    pub owners: Arc<[Owner]>,
+    pub owners: Arc<[Holder]>,
     /// The connection's network namespace by name (`ip netns` name, or the
     /// process that holds it), shown when it is not the watcher's own.
     pub netns_name: Option<Arc<str>>,
@@ -27,10 +34,10 @@ pub struct Attribution {
 
 impl Attribution {
     pub fn first_owner(&self) -> Option<&Owner> {
-        self.owners.first()
+        self.owners.first().map(|h| &h.owner)
     }
 
     pub fn held_by(&self, pid: u32) -> bool {
-        self.owners.iter().any(|o| o.pid == pid)
+        self.owners.iter().any(|h| h.owner.pid == pid)
     }
 }

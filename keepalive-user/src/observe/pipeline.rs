@@ -130,7 +130,7 @@ impl Pipeline {
         &mut self,
         conn: Conn,
         records: Vec<Record>,
-        owners: std::sync::Arc<[crate::model::owner::Owner]>,
+        owners: std::sync::Arc<[crate::model::owner::Holder]>,
         out: &mut Vec<Observation>,
     ) {
         let foreign_netns = conn.netns != 0 && conn.netns != self.own_netns;

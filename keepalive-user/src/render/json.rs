@@ -37,7 +37,7 @@ pub fn record_json(clock: &Clock, record: &Record, attribution: &Attribution) ->
         let holders: Vec<Value> = attribution
             .owners
             .iter()
-            .map(|o| json!({"pid": o.pid, "comm": &*o.comm}))
+            .map(|h| json!({"pid": h.owner.pid, "comm": &*h.owner.comm, "fd": h.fd}))
             .collect();
         map.insert("holders".into(), Value::Array(holders));
     }
@@ -86,7 +86,7 @@ pub fn summary_json(summary: &Summary, elapsed_s: f64) -> Value {
 mod tests {
     use super::*;
     use crate::{
-        model::owner::Owner,
+        model::owner::{Holder, Owner},
         model::timeline::{Reason, Report},
         render::sample_record as record,
     };
@@ -95,9 +95,12 @@ mod tests {
     fn json_follows_the_contract() {
         let clock = Clock::with_offset(1_795_000_000_000_000_000);
         let owner = Attribution {
-            owners: vec![Owner {
-                pid: 42,
-                comm: "server".into(),
+            owners: vec![Holder {
+                owner: Owner {
+                    pid: 42,
+                    comm: "server".into(),
+                },
+                fd: 3,
             }]
             .into(),
             ..Attribution::default()

@@ -7,7 +7,7 @@ use crate::{
     model::{
         config::Config,
         errno::errno_name,
-        owner::{Attribution, Owner},
+        owner::{Attribution, Holder},
         summary::{Samples, Summary},
         timeline::{Record, Report},
     },
@@ -158,15 +158,15 @@ pub fn write_record_line(
 
 /// `nginx/120`, `nginx/120,121` (one command, several pids, as a
 /// pre-forking server's listener and worker), `a/1,b/2`, or `-`.
-struct OwnersText<'a>(&'a [Owner]);
+struct OwnersText<'a>(&'a [Holder]);
 
 impl fmt::Display for OwnersText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(first) = self.0.first() else {
+        let Some(first) = self.0.first().map(|h| &h.owner) else {
             return f.write_str("-");
         };
         write!(f, "{}/{}", first.comm, first.pid)?;
-        for owner in &self.0[1..] {
+        for owner in self.0[1..].iter().map(|h| &h.owner) {
             if owner.comm == first.comm {
                 write!(f, ",{}", owner.pid)?;
             } else {
@@ -320,9 +320,12 @@ mod tests {
     #[test]
     fn owners_and_foreign_namespaces_are_named() {
         let clock = Clock::with_offset(0);
-        let owner = |pid, comm: &str| Owner {
-            pid,
-            comm: comm.into(),
+        let owner = |pid, comm: &str| Holder {
+            owner: crate::model::owner::Owner {
+                pid,
+                comm: comm.into(),
+            },
+            fd: 3,
         };
         let forked = Attribution {
             owners: vec![owner(10, "srv"), owner(11, "srv"), owner(12, "log")].into(),
