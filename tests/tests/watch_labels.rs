@@ -160,7 +160,10 @@ fn failed_connects_are_not_shown_by_default_and_named_with_all() {
     let ns = NetNs::new();
     ns.sysctl("net.ipv4.tcp_syn_retries", "1");
     let (refused, silent) = (unique_port(), unique_port());
+    // Only this test's namespace: another suite may use the same ports.
     let ports = [
+        "-N",
+        ns.name(),
         "--port",
         &refused.to_string(),
         "--port",
@@ -216,7 +219,11 @@ fn failed_connects_are_not_shown_by_default_and_named_with_all() {
         "no reset or timeout for connections that never were: {failures:#?}"
     );
     let shown = quiet.events_so_far();
-    assert!(shown.is_empty(), "nothing by default: {shown:#?}");
+    assert!(
+        shown.is_empty(),
+        "nothing by default: {shown:#?}\n{}",
+        quiet.stderr()
+    );
     let (_, events, _) = quiet.interrupt().wait_output();
     let summary = events.last().expect("summary");
     assert_eq!(summary["connections"], 0, "{summary}");
