@@ -32,6 +32,9 @@ const SCAN_PAUSE_FACTOR: u32 = 5;
 /// holders of the same local port, their parents' children (a pre-forking
 /// server's workers), at most this many.
 const MAX_CANDIDATES: usize = 32;
+/// Processes read, at most, when a connection's namespace is another than
+/// ours (a container's processes, before a full scan of the host).
+const MAX_NETNS_CANDIDATES: usize = 512;
 /// A socket whose holders were learnt this recently may be in a hand-off (a
 /// pre-forking server accepts, forks, and closes its copy): its holders are
 /// checked again before they are shown, at most every `VERIFY_EVERY`.
@@ -209,6 +212,9 @@ impl OwnerCache {
                 }
             }
         }
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.truncate(MAX_CANDIDATES);
         if let Some(owners) = self.find_among(candidates, ino, now) {
             return Some(owners);
         }
@@ -218,13 +224,10 @@ impl OwnerCache {
         self.find_among(pids_in_netns(conn.netns), ino, now)
     }
 
-    fn find_among(&mut self, mut pids: Vec<u32>, ino: u64, now: Instant) -> Option<Arc<[Holder]>> {
+    fn find_among(&mut self, pids: Vec<u32>, ino: u64, now: Instant) -> Option<Arc<[Holder]>> {
         if pids.is_empty() {
             return None;
         }
-        pids.sort_unstable();
-        pids.dedup();
-        pids.truncate(MAX_CANDIDATES);
         let mut found = Holders::new();
         for pid in pids {
             holders_of_pid(pid, &mut found);
@@ -377,7 +380,7 @@ fn pids_in_netns(netns: NetnsIno) -> Vec<u32> {
             std::fs::read_link(format!("/proc/{pid}/ns/net"))
                 .is_ok_and(|target| target.as_os_str() == wanted.as_str())
         })
-        .take(MAX_CANDIDATES)
+        .take(MAX_NETNS_CANDIDATES)
         .collect()
 }
 
