@@ -130,6 +130,7 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
             "permission denied: changing another process's sockets needs root (CAP_SYS_PTRACE)"
         );
     }
+    let mut skipped = Vec::new();
     let targets: Vec<Target> = match (args.pid, by_connection) {
         (Some(pid), _) => {
             let process = Process::open(pid)?;
@@ -148,7 +149,11 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
                 })
                 .collect()
         }
-        (None, Some(wanted)) => targets_by_connection(wanted)?,
+        (None, Some(wanted)) => {
+            let found = targets_by_connection(wanted)?;
+            skipped = found.skipped;
+            found.targets
+        }
         (None, None) => Vec::new(),
     };
     if targets.is_empty() {
@@ -156,7 +161,10 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
             "no connection of that process has that port: nothing changed",
         ));
     }
-    let mut failures = 0;
+    for skip in &skipped {
+        eprintln!("keepalive: skipped {skip}");
+    }
+    let mut failures = skipped.len();
     // A reader that went away (`| head`) must not stop the changes.
     let mut out = std::io::stdout().lock();
     for Target {
