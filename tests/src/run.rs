@@ -12,11 +12,18 @@ use crate::{NetNs, json_lines, keepalive_bin, unique_name};
 
 /// A port no other test of this run uses: each test binary (a process)
 /// gets its own block of 100, so binaries run side by side never share one.
+/// All below 32768, outside Linux's ephemeral range (32768-60999 by
+/// default): watchers filter on the port, and some other connection's
+/// client end (another suite's, host-wide) must never have it.
 pub fn unique_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let block = u16::try_from(std::process::id() % 400).expect("below 400");
-    20_000 + block * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+    let block = u16::try_from(std::process::id() % BLOCKS).expect("below BLOCKS");
+    FIRST_PORT + block * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
 }
+
+const FIRST_PORT: u16 = 10_000;
+/// Blocks of 100 from FIRST_PORT up to the ephemeral range.
+const BLOCKS: u32 = (32_768 - FIRST_PORT as u32) / 100;
 
 /// Runs `keepalive ARGS` to completion: (exit code, stdout, stderr). A
 /// panic message on stderr fails the test whatever the exit code.
