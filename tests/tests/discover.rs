@@ -157,10 +157,8 @@ fn assert_first_estimate_held(stderr: &str, result: &Value) {
         .expect("a progress line");
     let at = secs(&line[1..line.find(']').unwrap()]);
     let left = line.rsplit("| ").next().unwrap().trim_end_matches(" left");
-    let (least, most) = match left.split_once(" to ") {
-        Some((least, most)) => (secs(least), secs(most)),
-        None => (secs(left), secs(left)),
-    };
+    let (least, most) = left.split_once(" to ").unwrap_or((left, left));
+    let (least, most) = (secs(least), secs(most));
     let took = result["elapsed_s"].as_f64().unwrap() - at;
     assert!(
         least - 1.0 <= took && took <= most + 2.0,
@@ -395,16 +393,8 @@ fn interrupted_discover_reports_what_it_knows_and_leaves_nothing(signo: libc::c_
 }
 
 #[test]
-fn sigint_ends_discover_cleanly() {
-    interrupted_discover_reports_what_it_knows_and_leaves_nothing(libc::SIGINT);
-}
-
-#[test]
-fn sigterm_ends_discover_cleanly() {
-    interrupted_discover_reports_what_it_knows_and_leaves_nothing(libc::SIGTERM);
-}
-
-#[test]
-fn sighup_ends_discover_cleanly() {
-    interrupted_discover_reports_what_it_knows_and_leaves_nothing(libc::SIGHUP);
+fn sigint_sigterm_and_sighup_end_discover_cleanly() {
+    for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        interrupted_discover_reports_what_it_knows_and_leaves_nothing(signo);
+    }
 }
