@@ -28,8 +28,9 @@ pub use json::{event, is, json_lines, keepalive_settings, pick, timing_of};
 pub use netns::{NetNs, Nft, VethPair};
 pub use peer::{Pair, Peer, answer_for};
 pub use run::{
-    assert_usage_error, assert_usage_error_in, ok_json, run_keepalive, run_keepalive_as_nobody,
-    run_keepalive_as_nobody_in, run_keepalive_in, run_keepalive_in_unread, unique_port,
+    assert_usage_error, assert_usage_error_before_bpf, assert_usage_error_in, ok_json,
+    run_keepalive, run_keepalive_as_nobody, run_keepalive_as_nobody_in, run_keepalive_in,
+    run_keepalive_in_unread, unique_port,
 };
 pub use shim::FailingKeepcnt;
 pub use ss::{ss_established, ss_keepalive_timer, ss_line, ss_ms};

@@ -8,15 +8,22 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{NetNs, json_lines, keepalive_bin};
+use crate::{NetNs, json_lines, keepalive_bin, unique_name};
 
 /// A port no other test of this run uses: each test binary (a process)
 /// gets its own block of 100, so binaries run side by side never share one.
+/// All below 32768, outside Linux's ephemeral range (32768-60999 by
+/// default): watchers filter on the port, and some other connection's
+/// client end (another suite's, host-wide) must never have it.
 pub fn unique_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let block = u16::try_from(std::process::id() % 400).expect("below 400");
-    20_000 + block * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
+    let block = u16::try_from(std::process::id() % BLOCKS).expect("below BLOCKS");
+    FIRST_PORT + block * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100
 }
+
+const FIRST_PORT: u16 = 10_000;
+/// Blocks of 100 from FIRST_PORT up to the ephemeral range.
+const BLOCKS: u32 = (32_768 - FIRST_PORT as u32) / 100;
 
 /// Runs `keepalive ARGS` to completion: (exit code, stdout, stderr). A
 /// panic message on stderr fails the test whatever the exit code.
@@ -99,6 +106,37 @@ pub fn assert_usage_error(args: &[&str], expect: &str) {
 /// Like [`assert_usage_error`], inside `ns`.
 pub fn assert_usage_error_in(ns: &NetNs, args: &[&str], expect: &str) {
     check_usage_error(run_keepalive_in(ns, args), args, expect);
+}
+
+/// Like [`assert_usage_error`], and the refusal came before anything was
+/// loaded: under strace, the process made no bpf() and no perf_event_open()
+/// call at all. (Counting programs after it exited could not tell: what a
+/// process loads through file descriptors dies with it.)
+pub fn assert_usage_error_before_bpf(args: &[&str], expect: &str) {
+    let trace = std::env::temp_dir().join(unique_name("ka-strace"));
+    let mut strace = Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-e", "trace=bpf,perf_event_open", "-o"])
+        .arg(&trace)
+        .arg(keepalive_bin());
+    let output = finish(strace, args);
+    let calls = std::fs::read_to_string(&trace)
+        .unwrap_or_else(|e| panic!("strace wrote no trace for {args:?}: {e}"));
+    let _ = std::fs::remove_file(&trace);
+    check_usage_error(output, args, expect);
+    let mut made = std::collections::BTreeMap::<&str, usize>::new();
+    for call in calls.lines() {
+        let name = call.split_once(' ').map_or(call, |(_pid, call)| call);
+        let name = match name.strip_prefix("bpf(") {
+            Some(rest) => rest.split(',').next().unwrap_or("bpf"),
+            None => name.split('(').next().unwrap_or(name),
+        };
+        *made.entry(name).or_default() += 1;
+    }
+    assert!(
+        made.is_empty(),
+        "{args:?} was refused only after touching the kernel's BPF: {made:?}"
+    );
 }
 
 fn check_usage_error(output: (Option<i32>, String, String), args: &[&str], expect: &str) {

@@ -76,6 +76,20 @@ impl Lab {
             .expect("running keepalive discover")
     }
 
+    /// The server's ends of trial connections, established or half-closed
+    /// by the client (the listener itself is not listed).
+    fn server_sockets(&self) -> String {
+        self.pair.b.run(&[
+            "ss",
+            "-Htan",
+            "state",
+            "established",
+            "state",
+            "close-wait",
+            &format!("sport = :{PORT}"),
+        ])
+    }
+
     /// Open connections from the client's namespace to the server (closed
     /// ones may linger in FIN-WAIT-2 until the kernel lets them go).
     fn client_sockets(&self) -> String {
@@ -120,12 +134,36 @@ fn discover_result(lab: &Lab, args: &[&str]) -> Value {
         }
     }
     assert!(stderr.contains("bracket:"), "progress on stderr: {stderr}");
+    assert_first_estimate_held(&stderr, &result);
     assert!(
         lab.client_sockets().trim().is_empty(),
         "trial connections left open:\n{}",
         lab.client_sockets()
     );
     result
+}
+
+/// The first progress line's "A to B left" (or "B left") held: the search
+/// ended between A and B after it (to the line's whole seconds).
+fn assert_first_estimate_held(stderr: &str, result: &Value) {
+    let secs = |clock: &str| -> f64 {
+        clock
+            .split(':')
+            .fold(0.0, |acc, part| acc * 60.0 + part.parse::<f64>().unwrap())
+    };
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("bracket:"))
+        .expect("a progress line");
+    let at = secs(&line[1..line.find(']').unwrap()]);
+    let left = line.rsplit("| ").next().unwrap().trim_end_matches(" left");
+    let (least, most) = left.split_once(" to ").unwrap_or((left, left));
+    let (least, most) = (secs(least), secs(most));
+    let took = result["elapsed_s"].as_f64().unwrap() - at;
+    assert!(
+        least - 1.0 <= took && took <= most + 2.0,
+        "{line:?}: the search ended {took:.1} s later"
+    );
 }
 
 fn assert_bracket_contains(result: &Value, timeout_s: u64) {
@@ -135,6 +173,7 @@ fn assert_bracket_contains(result: &Value, timeout_s: u64) {
         survives <= timeout_s && timeout_s <= cut && cut - survives <= 2,
         "bracket {survives}..{cut} for a {timeout_s} s timeout: {result}"
     );
+    assert_eq!(result["finding"], "bracket", "{result}");
     let recommended = result["recommended_idle_s"].as_u64().unwrap();
     assert!(
         (1..=survives).contains(&recommended),
@@ -204,6 +243,12 @@ fn without_a_middlebox_flows_survive_up_to_max() {
     let result = discover_result(&lab, &["--max", "5"]);
     assert_eq!(result["survives_s"], 5, "{result}");
     assert_eq!(result["cut_s"], Value::Null, "{result}");
+    assert_eq!(result["finding"], "no_cut", "{result}");
+    assert_eq!(
+        result["recommended_idle_s"],
+        Value::Null,
+        "no margin-free recommendation: {result}"
+    );
     let evidence = result["evidence"].as_array().unwrap();
     assert!(
         evidence
@@ -257,8 +302,14 @@ fn says_which_when_the_target_cannot_be_measured() {
     assert!(lab.client_sockets().trim().is_empty());
 }
 
-#[test]
-fn interrupted_discover_reports_what_it_knows_and_leaves_nothing() {
+/// Ends a discover run with `signo` once a trial was answered: it reports
+/// what it knows and exits 128 + signo, having unloaded the programs it held
+/// while running and aborted its pending trials with RST, so that the server
+/// holds nothing for them (a discover killed outright closes them with FIN,
+/// and this server, which never closes its end, keeps each in CLOSE-WAIT as
+/// it keeps the connections discover did close gracefully: the first one,
+/// which measured the round trip, and each survivor).
+fn interrupted_discover_reports_what_it_knows_and_leaves_nothing(signo: libc::c_int) {
     require_root();
     let lab = Lab::new(None, &[]);
     let mut child = ChildGuard(
@@ -275,13 +326,14 @@ fn interrupted_discover_reports_what_it_knows_and_leaves_nothing() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     // Wait for the first answered trial.
     let started = Instant::now();
-    let mut line = String::new();
+    let mut lines = String::new();
     loop {
-        line.clear();
+        let mut line = String::new();
         assert!(
             stdout.read_line(&mut line).unwrap() > 0,
             "discover ended early"
         );
+        lines.push_str(&line);
         if line.contains(r#""event":"trial""#) {
             break;
         }
@@ -290,24 +342,59 @@ fn interrupted_discover_reports_what_it_knows_and_leaves_nothing() {
             "no trial answered"
         );
     }
-    signal(pid, libc::SIGINT);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let loaded = programs_owned_by(pid);
+    assert!(
+        !loaded.is_empty(),
+        "discover {pid} holds its programs while it runs"
+    );
+    assert!(
+        lab.server_sockets().contains("ESTAB"),
+        "the server holds the trials while they idle"
+    );
+    signal(pid, signo);
+    std::io::Read::read_to_string(&mut stdout, &mut lines).unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{status:?}");
-    let result: Value = serde_json::from_str(rest.lines().last().expect("a result")).unwrap();
+    let lines = json_lines(&lines);
+
+    let survived = lines
+        .iter()
+        .filter(|v| v["event"] == "trial" && v["outcome"] == "survived")
+        .count();
+    let closed_gracefully = 1 + survived;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let server = lab.server_sockets();
+        if programs_owned_by(pid).is_empty()
+            && lab.client_sockets().trim().is_empty()
+            && !server.contains("ESTAB")
+            && server.lines().count() <= closed_gracefully
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: programs {:?} (of {loaded:?}), client sockets {}, server sockets (beyond {closed_gracefully} closed gracefully) {server}",
+            programs_owned_by(pid),
+            lab.client_sockets(),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    assert_eq!(status.code(), Some(128 + signo), "{status:?}");
+    let result = lines.last().expect("a result");
     assert_eq!(result["event"], "result");
     assert_eq!(result["complete"], false, "{result}");
     assert!(result["survives_s"].as_u64().is_some(), "{result}");
-    for _ in 0..50 {
-        if programs_owned_by(pid).is_empty() && lab.client_sockets().trim().is_empty() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "left behind: programs {:?}, sockets {}",
-        programs_owned_by(pid),
-        lab.client_sockets()
+    assert_eq!(
+        result["recommended_idle_s"],
+        Value::Null,
+        "no cut, no recommendation: {result}"
     );
+}
+
+#[test]
+fn sigint_sigterm_and_sighup_end_discover_cleanly() {
+    for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        interrupted_discover_reports_what_it_knows_and_leaves_nothing(signo);
+    }
 }

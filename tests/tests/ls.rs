@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use keepalive_tests::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The row `keepalive ls` shows for descriptor `fd` of process `pid`.
 fn row_of<'a>(rows: &'a [Value], pid: u32, fd: &Value) -> &'a Value {
@@ -90,6 +90,48 @@ fn ls_agrees_with_ss_and_getsockopt() {
         assert_eq!(row["config"]["idle_s"], 5);
     }
     assert_usage_error_in(&ns, &["ls", "--state", "bogus"], "not a TCP state");
+}
+
+/// SO_KEEPALIVE off: no idle, interval or count is in force, so none is
+/// shown as if it were; `--json` keeps `config` to what is in force and
+/// gives the values SO_KEEPALIVE on would start with (this namespace's
+/// sysctls) under `if_enabled`.
+#[test]
+fn keepalive_off_shows_no_settings_in_force() {
+    let ns = NetNs::new();
+    ns.sysctl("net.ipv4.tcp_keepalive_time", "600");
+    let p = unique_port();
+    let mut pair = Pair::loopback_in(&ns, p, &["--user-timeout", "4000"]);
+    let got = &pair.client.get()[0];
+    assert_eq!(got["keepalive"], false, "{got}");
+    let port = p.to_string();
+    let rows = ok_json(run_keepalive_in(&ns, &["ls", "--json", "--port", &port]));
+    let row = row_of(&rows, pair.client.pid(), &got["fd"]);
+    assert_eq!(
+        row["config"],
+        json!({"keepalive": false, "user_timeout_ms": 4000}),
+        "{row}"
+    );
+    assert_eq!(
+        row["if_enabled"],
+        json!({"idle_s": 600, "intvl_s": got["intvl_s"], "cnt": got["cnt"]}),
+        "{row}"
+    );
+
+    let (code, text, stderr) = run_keepalive_in(&ns, &["ls", "--port", &port]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let holder = format!("tcp-peer/{}", pair.client.pid());
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("{} >", pair.client.local(0))))
+        .unwrap_or_else(|| panic!("no line for the client: {text}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    let after_holder = columns.iter().position(|c| *c == holder).unwrap() + 1;
+    assert_eq!(
+        columns[after_holder..after_holder + 5],
+        ["off", "-", "-", "-", "4000ms"],
+        "Keepalive Idle Intvl Cnt UserTimeout: {line}"
+    );
 }
 
 #[test]

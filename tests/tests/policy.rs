@@ -98,7 +98,6 @@ fn watch_apply_sets_and_observes_in_one_command() {
 #[test]
 fn out_of_range_values_are_refused_and_nothing_is_attached() {
     require_root();
-    let before = ebpf_programs_of_ours().len();
     for args in [
         vec!["set", "--new", "--count", "0"],
         vec!["set", "--new", "--count", "128"],
@@ -111,11 +110,6 @@ fn out_of_range_values_are_refused_and_nothing_is_attached() {
             "watch", "--apply", "--port", "1", "--port", "2", "--idle", "5",
         ],
     ] {
-        assert_usage_error(&args, "");
+        assert_usage_error_before_bpf(&args, "");
     }
-    assert_eq!(
-        ebpf_programs_of_ours().len(),
-        before,
-        "nothing was attached"
-    );
 }

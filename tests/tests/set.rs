@@ -6,7 +6,11 @@
 //!
 //! Needs root: run through `cargo xtask test`.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::Read as _,
+    process::Stdio,
+    time::{Duration, Instant},
+};
 
 use keepalive_tests::*;
 use serde_json::{Value, json};
@@ -252,4 +256,100 @@ fn one_socket_held_by_two_descriptors_is_changed_once() {
     let rows = ok_json(run_keepalive_in(&ns, &["ls", "--json", "--pid", &pid]));
     assert_eq!(rows.len(), 1, "one socket, one row: {rows:#?}");
     assert_eq!(rows[0]["config"]["idle_s"], 13);
+}
+
+/// The race `--conn` must survive: the fd number found in /proc names
+/// another socket by the time it is duplicated. strace holds keepalive's
+/// pidfd_getfd for 3 s (after its pidfd_open of the holder, which the test
+/// waits for), and meanwhile the holder makes that number name its other
+/// connection: that connection must not be changed in the named one's place.
+#[test]
+fn a_descriptor_reused_between_the_scan_and_the_dup_is_skipped() {
+    let ns = NetNs::new();
+    let mut pair = Pair::loopback_in(&ns, unique_port(), &["--count", "2"]);
+    let client = &mut pair.client;
+    let (named, other) = (
+        client.connections()[0].clone(),
+        client.connections()[1].clone(),
+    );
+    let mut cmd = ns.command("strace");
+    cmd.args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=pidfd_getfd"])
+        .args(["-e", "inject=pidfd_getfd:delay_enter=3000000"])
+        .arg(keepalive_bin())
+        .args(["set", "--conn"])
+        .args([
+            named["local"].as_str().unwrap(),
+            named["remote"].as_str().unwrap(),
+        ])
+        .args(["--idle", "7", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut strace = ChildGuard(cmd.spawn().expect("strace runs"));
+    let keepalive = wait_for(Duration::from_secs(10), "keepalive under strace", || {
+        std::fs::read_to_string(format!("/proc/{}/task/{0}/children", strace.pid()))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "keepalive's pidfd of the holder",
+        || {
+            let fds = std::fs::read_dir(format!("/proc/{keepalive}/fd")).ok()?;
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|link| link.to_string_lossy() == "anon_inode:[pidfd]")
+                .then_some(())
+        },
+    );
+    client.send_line(&format!("dup2 {} {}", other["fd"], named["fd"]));
+    let done = client.next_json(Duration::from_secs(2));
+    assert_eq!(done, Some(json!({"dup2": [other["fd"], named["fd"]]})));
+
+    let status = strace.wait().expect("waiting for strace");
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    strace
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    strace
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "stdout {stdout:?} stderr {stderr:?}"
+    );
+    assert_eq!(stdout, "", "nothing changed, nothing reported as set");
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.contains("changed hands") && first.contains(&format!("fd {}", named["fd"])),
+        "one line naming the skipped descriptor: {stderr}"
+    );
+    let got = client.get();
+    assert_eq!(
+        answer_for(&got, &other["fd"])["keepalive"],
+        false,
+        "the socket now under the named fd is untouched: {got:?}"
+    );
+}
+
+/// Polls `probe` every 20 ms until it gives a value; panics naming `what` after `timeout`.
+fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {what} after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -37,7 +37,6 @@ fn pid_filter_keeps_only_that_process_connections() {
 #[test]
 fn bad_input_is_refused_before_anything_is_attached() {
     require_root();
-    let before = ebpf_programs_of_ours().len();
     for args in [
         vec!["watch", "--dst", "10.0.0.0/33"],
         vec!["watch", "--src", "not-an-address"],
@@ -47,11 +46,6 @@ fn bad_input_is_refused_before_anything_is_attached() {
         vec!["watch", "--pid", "4194304"],
         vec!["watch", "--duration", "ten"],
     ] {
-        assert_usage_error(&args, "");
+        assert_usage_error_before_bpf(&args, "");
     }
-    assert_eq!(
-        ebpf_programs_of_ours().len(),
-        before,
-        "nothing was attached"
-    );
 }

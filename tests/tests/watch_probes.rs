@@ -154,7 +154,6 @@ fn zero_window_probes_and_pure_acks_are_not_keepalive_probes() {
 #[test]
 fn tiny_ring_buffer_counts_every_event_it_loses() {
     let ns = NetNs::new();
-    ns.sysctl("net.ipv4.ip_local_port_range", "20000 60000");
     let p = unique_port();
     // Two hundred connections whose first probes leave in the same tick.
     let pair = Pair::loopback_in(&ns, p, &["--keepalive", "4,1,3", "--count", "200"]);

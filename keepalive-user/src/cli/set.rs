@@ -154,6 +154,7 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
             "permission denied: changing another process's sockets needs root (CAP_SYS_PTRACE)"
         );
     }
+    let mut skipped = Vec::new();
     let targets: Vec<Target> = match (args.pid, by_connection) {
         (Some(pid), _) => {
             let process = Process::open(pid)?;
@@ -174,7 +175,9 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
         }
         (None, Some(wanted)) => {
             let scope = NetnsScope::choose(args.netns.as_deref(), args.all_netns, false)?;
-            targets_by_connection(&scope, wanted)?
+            let found = targets_by_connection(&scope, wanted)?;
+            skipped = found.skipped;
+            found.targets
         }
         (None, None) => Vec::new(),
     };
@@ -183,7 +186,10 @@ fn set_existing(args: &SetArgs, values: &KeepaliveValues) -> anyhow::Result<Exit
             "no connection of that process has that port: nothing changed",
         ));
     }
-    let mut failures = 0;
+    for skip in &skipped {
+        eprintln!("keepalive: skipped {skip}");
+    }
+    let mut failures = skipped.len();
     // A reader that went away (`| head`) must not stop the changes.
     let mut out = std::io::stdout().lock();
     for Target {

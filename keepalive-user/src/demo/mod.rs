@@ -16,6 +16,7 @@ use serde_json::json;
 
 use self::lab::{Lab, peer_output_rule, run_checked};
 use crate::{
+    host::signals::StopSignals,
     kernel::LoadOptions,
     model::{filter::ConnFilter, timeline::Report},
     observe::{pipeline::Observation, watcher::Watcher},
@@ -56,40 +57,42 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<ExitCode> {
         ..
     } = *plan;
     crate::kernel::privilege::require_bpf_privileges()?;
-    let lab = Lab::create()?;
-    if let Fault::Middlebox(secs) = fault {
-        // The firewall must see the handshake: with tcp_loose=0, conntrack
-        // treats a connection it picks up mid-stream as invalid.
-        lab.nft("table inet keepalive_demo_ct {\n  chain in {\n    type filter hook input priority 0;\n    ct state invalid drop\n  }\n}\n")?;
-        for setting in [
-            "net.netfilter.nf_conntrack_tcp_loose=0".to_string(),
-            format!("net.netfilter.nf_conntrack_tcp_timeout_established={secs}"),
-        ] {
-            run_checked(
-                Command::new("ip").args(["netns", "exec", &lab.name, "sysctl", "-qw", &setting]),
-            )?;
-        }
-    }
-    let (listener, client, server) = lab.inside(|| {
-        let listener = TcpListener::bind(("127.0.0.1", PORT))?;
-        let client = TcpStream::connect(("127.0.0.1", PORT))?;
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(idle_s.into()))
-            .with_interval(Duration::from_secs(intvl_s.into()))
-            .with_retries(count);
-        let sock = socket2::SockRef::from(&client);
-        sock.set_tcp_keepalive(&keepalive)?;
-        if user_timeout_ms > 0 {
-            sock.set_tcp_user_timeout(Some(Duration::from_millis(user_timeout_ms.into())))?;
-        }
-        let (server, _) = listener.accept()?;
-        Ok((listener, client, server))
-    })?;
-    let client_addr: SocketAddr = client.local_addr()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Before the lab exists: an early end drops it as success does.
+        let mut stop = StopSignals::catch()?;
+        let lab = Lab::create()?;
+        if let Fault::Middlebox(secs) = fault {
+            // The firewall must see the handshake: with tcp_loose=0, conntrack
+            // treats a connection it picks up mid-stream as invalid.
+            lab.nft("table inet keepalive_demo_ct {\n  chain in {\n    type filter hook input priority 0;\n    ct state invalid drop\n  }\n}\n")?;
+            for setting in [
+                "net.netfilter.nf_conntrack_tcp_loose=0".to_string(),
+                format!("net.netfilter.nf_conntrack_tcp_timeout_established={secs}"),
+            ] {
+                run_checked(
+                    Command::new("ip").args(["netns", "exec", &lab.name, "sysctl", "-qw", &setting]),
+                )?;
+            }
+        }
+        let (listener, client, server) = lab.inside(|| {
+            let listener = TcpListener::bind(("127.0.0.1", PORT))?;
+            let client = TcpStream::connect(("127.0.0.1", PORT))?;
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(Duration::from_secs(idle_s.into()))
+                .with_interval(Duration::from_secs(intvl_s.into()))
+                .with_retries(count);
+            let sock = socket2::SockRef::from(&client);
+            sock.set_tcp_keepalive(&keepalive)?;
+            if user_timeout_ms > 0 {
+                sock.set_tcp_user_timeout(Some(Duration::from_millis(user_timeout_ms.into())))?;
+            }
+            let (server, _) = listener.accept()?;
+            Ok((listener, client, server))
+        })?;
+        let client_addr: SocketAddr = client.local_addr()?;
         let lab_netns = lab.netns()?;
         let filter = ConnFilter {
             netns: Some(lab_netns),
@@ -113,12 +116,15 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<ExitCode> {
         let mut fault_at = None;
         let mut verdict = None;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(idle_s + intvl_s * (count + 2)) + 5);
-        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut stopped = None;
         while verdict.is_none() {
             let observations = tokio::select! {
                 observations = watcher.next_observations() => observations?,
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = sigint.recv() => break,
+                signal = stop.next() => {
+                    stopped = Some(signal);
+                    break;
+                }
             };
             for observation in observations {
                 let Observation::Record(record, owner) = observation else { continue };
@@ -175,15 +181,27 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<ExitCode> {
         }
         drop((listener, client, server));
         let summary = watcher.summary();
-        let verdict = verdict.unwrap_or_else(|| {
-            json!({
+        let verdict = verdict.unwrap_or_else(|| match stopped {
+            Some(signal) => json!({
+                "event": "verdict", "fault": plan.fault_text, "alive": null, "interrupted": signal.name(),
+                "probes": summary.probes, "unanswered": summary.unanswered,
+                "detected_ms": null, "predicted_ms": null,
+            }),
+            None => json!({
                 "event": "verdict", "fault": plan.fault_text, "alive": true,
                 "probes": summary.probes, "unanswered": summary.unanswered,
                 "detected_ms": null, "predicted_ms": null,
-            })
+            }),
         });
         if plan.json {
             crate::outln!("{verdict}")?;
+        } else if let Some(signal) = stopped.filter(|_| verdict["alive"].is_null()) {
+            crate::outln!(
+                "verdict: none, interrupted by {} after {} probes, {} unanswered",
+                signal.name(),
+                verdict["probes"],
+                verdict["unanswered"]
+            )?;
         } else if verdict["alive"] == true {
             crate::outln!(
                 "verdict: the connection survived: {} probes, {} unanswered{}",
@@ -214,6 +232,6 @@ pub fn run(plan: &DemoPlan) -> anyhow::Result<ExitCode> {
                 secs(&verdict["predicted_ms"])
             )?;
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(stopped.map_or(ExitCode::SUCCESS, |signal| ExitCode::from(signal.exit_code())))
     })
 }

@@ -7,7 +7,9 @@ use tokio::time::Instant;
 
 use super::{
     DiscoverError, Discovery,
-    report::{self, Evidence, TrialAnswer},
+    estimate::{self, InFlight, TimeLeft, TrialTiming},
+    progress,
+    report::{Evidence, TrialAnswer},
     search::TrialOutcome,
     trial::{Close, PROBES_PER_TRIAL, SocketSignal},
 };
@@ -99,6 +101,7 @@ impl Discovery {
             local: conn.local,
             remote: conn.remote,
         };
+        self.estimate = None;
         self.search.resolve(
             trial.idle_s,
             if how.survived() {
@@ -215,6 +218,33 @@ impl Discovery {
         for idle_s in moot {
             self.search.abandon(idle_s);
         }
+        self.estimate = None;
+    }
+
+    /// The range of time the search may still take, played forward again
+    /// only when the search changed (a trial started, settled or was let go).
+    fn time_left(&mut self) -> TimeLeft {
+        let (at, left) = *self.estimate.get_or_insert_with(|| {
+            let now = Instant::now();
+            let in_flight: Vec<InFlight> = self
+                .trials
+                .values()
+                .map(|t| InFlight {
+                    idle_s: t.idle_s,
+                    elapsed: now.saturating_duration_since(t.connected),
+                })
+                .collect();
+            let timing = TrialTiming {
+                give_up: Duration::from_secs(u64::from(self.intvl_s * PROBES_PER_TRIAL)),
+            };
+            let left = estimate::time_left(&self.search, &in_flight, self.plan.parallel, timing);
+            (now, left)
+        });
+        let since = at.elapsed();
+        TimeLeft {
+            least: left.least.saturating_sub(since),
+            most: left.most.saturating_sub(since),
+        }
     }
 
     pub(super) fn show_progress(&mut self) {
@@ -227,19 +257,8 @@ impl Discovery {
                 (t.idle_s, probe_due.saturating_duration_since(now))
             })
             .collect();
-        let current = self
-            .trials
-            .values()
-            .map(|t| t.deadline.saturating_duration_since(now))
-            .max()
-            .unwrap_or_default();
-        let per_wait = Duration::from_secs(
-            u64::from(self.search.cut_s().unwrap_or(self.max_s))
-                + u64::from(self.intvl_s * PROBES_PER_TRIAL)
-                + 3,
-        );
-        let at_most = current + per_wait * self.search.waits_left_at_most(self.plan.parallel);
-        let line = report::progress_line(self.started.elapsed(), &self.search, &waiting, at_most);
+        let left = self.time_left();
+        let line = progress::progress_line(self.started.elapsed(), &self.search, &waiting, left);
         self.progress.show(&line);
     }
 }

@@ -6,6 +6,7 @@
 //! was cut). `search` picks the idles; `report` words the answer;
 //! `progress` keeps the user informed while trials wait.
 
+mod estimate;
 mod judge;
 mod progress;
 mod report;
@@ -27,6 +28,7 @@ use self::{
 };
 use crate::{
     error::usage,
+    host::signals::{Stop, StopSignals},
     kernel::LoadOptions,
     model::{
         conn::{Conn, canonical},
@@ -65,7 +67,7 @@ enum Wake {
     Observations(anyhow::Result<Vec<Observation>>),
     Socket(Conn, SocketSignal),
     Tick,
-    Stop,
+    Stop(Stop),
 }
 
 async fn resolve(target: &str) -> anyhow::Result<SocketAddr> {
@@ -95,9 +97,12 @@ pub fn run(plan: DiscoverPlan) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // Before the first connection: an early end aborts the trials (RST,
+        // so the server holds nothing for them) and prints what is known.
+        let stop = StopSignals::catch()?;
         let target = resolve(&plan.target).await?;
         crate::kernel::privilege::require_bpf_privileges()?;
-        Discovery::start(plan, target).await?.run().await
+        Discovery::start(plan, target).await?.run(stop).await
     })
 }
 
@@ -116,6 +121,8 @@ struct Discovery {
     started: Instant,
     progress: Progress,
     netns: crate::model::conn::NetnsIno,
+    /// The time left as played forward at that instant (None: the search changed since).
+    estimate: Option<(Instant, estimate::TimeLeft)>,
 }
 
 impl Discovery {
@@ -152,6 +159,7 @@ impl Discovery {
             started: Instant::now(),
             progress: Progress::new(),
             netns,
+            estimate: None,
             plan,
         };
         eprintln!(
@@ -162,12 +170,9 @@ impl Discovery {
         Ok(discovery)
     }
 
-    async fn run(mut self) -> anyhow::Result<ExitCode> {
+    async fn run(mut self, mut stop: StopSignals) -> anyhow::Result<ExitCode> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let mut sigterm =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut interrupted = false;
+        let mut stopped = None;
         let result = loop {
             if let Err(err) = self.fill_slots().await {
                 break Err(err);
@@ -181,8 +186,7 @@ impl Discovery {
                 observations = self.watcher.next_observations() => Wake::Observations(observations),
                 Some((conn, signal)) = self.signals.recv() => Wake::Socket(conn, signal),
                 _ = tick.tick() => Wake::Tick,
-                _ = sigint.recv() => Wake::Stop,
-                _ = sigterm.recv() => Wake::Stop,
+                signal = stop.next() => Wake::Stop(signal),
             };
             let step = match wake {
                 Wake::Observations(observations) => {
@@ -190,8 +194,8 @@ impl Discovery {
                 }
                 Wake::Socket(conn, signal) => self.on_socket(conn, signal),
                 Wake::Tick => self.on_tick(),
-                Wake::Stop => {
-                    interrupted = true;
+                Wake::Stop(signal) => {
+                    stopped = Some(signal);
                     break Ok(());
                 }
             };
@@ -225,11 +229,9 @@ impl Discovery {
                 "keepalive discover: {lost} events were lost (ring buffer full); trials they belonged to ended by their socket's error instead"
             );
         }
-        Ok(if interrupted {
-            ExitCode::from(130)
-        } else {
-            ExitCode::SUCCESS
-        })
+        Ok(stopped.map_or(ExitCode::SUCCESS, |signal| {
+            ExitCode::from(signal.exit_code())
+        }))
     }
 
     /// Starts trials until `--parallel` are idling or nothing more would help.
@@ -260,6 +262,7 @@ impl Discovery {
                 },
             );
             self.search.start(idle_s);
+            self.estimate = None;
         }
         Ok(())
     }

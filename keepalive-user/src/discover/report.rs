@@ -1,5 +1,5 @@
 //! What `discover` tells the user: one line (or JSON object) per answered
-//! trial, progress while waiting, and the result with its evidence.
+//! trial, and the result with its evidence.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -87,14 +87,25 @@ fn seconds(ms: u64) -> String {
     format!("{:.2} s", ms as f64 / 1000.0)
 }
 
-/// TCP_KEEPIDLE to recommend once a cut was seen: a fifth under the
-/// longest survivor, because the kernel's timer wheel fires long timers up
-/// to an eighth late and middleboxes do not expire flows to the second.
+/// TCP_KEEPIDLE to recommend, only once a cut was seen with a survivor
+/// below it: a fifth under the survivor, because the kernel's timer wheel
+/// fires long timers up to an eighth late and middleboxes do not expire
+/// flows to the second. Without a cut there is no timeout to stay under,
+/// and the longest survivor is no recommendation, only what was proven.
 pub fn recommended_idle_s(survives_s: Option<u32>, cut_s: Option<u32>) -> Option<u32> {
     match (survives_s, cut_s) {
         (Some(s), Some(_)) => Some((s * 4 / 5).max(1)),
-        (Some(s), None) => Some(s),
-        (None, _) => None,
+        _ => None,
+    }
+}
+
+/// What the evidence amounts to, as the result's `finding` names it.
+fn finding_name(survives_s: Option<u32>, cut_s: Option<u32>) -> &'static str {
+    match (survives_s, cut_s) {
+        (Some(_), Some(_)) => "bracket",
+        (Some(_), None) => "no_cut",
+        (None, Some(_)) => "cut_only",
+        (None, None) => "nothing",
     }
 }
 
@@ -137,6 +148,7 @@ impl Finding {
             "target": self.target.to_string(),
             "max_s": self.max_s,
             "complete": self.complete,
+            "finding": finding_name(self.survives_s, self.cut_s),
             "survives_s": self.survives_s,
             "cut_s": self.cut_s,
             "recommended_idle_s": recommended_idle_s(self.survives_s, self.cut_s),
@@ -169,9 +181,12 @@ impl Finding {
                 }
             ),
             (Some(y), None) if self.complete => format!(
-                "{prefix}: nothing was cut: idle flows survive at least {y} s (--max); any TCP_KEEPIDLE up to {y} s keeps them"
+                "{prefix}: no cut up to {y} s (--max): a flow idle {y} s was still known to the path; no recommendation, there is no timeout here to stay under (a larger --max looks further)"
             ),
-            (Some(y), None) => format!("{prefix}: idle <= {y} s survives; nothing cut yet"),
+            (Some(y), None) => format!(
+                "{prefix}: no cut up to {y} s (--max {} not reached): a flow idle {y} s was still known to the path; no recommendation without a cut",
+                self.max_s
+            ),
             (None, None) => format!("{prefix}: no trial finished"),
         });
         for (survived, cut) in &self.contradictions {
@@ -185,44 +200,6 @@ impl Finding {
             self.elapsed.as_secs_f64()
         ));
         lines.join("\n")
-    }
-}
-
-/// The progress line shown while trials idle.
-pub fn progress_line(
-    elapsed: Duration,
-    search: &IdleSearch,
-    waiting: &[(u32, Duration)],
-    at_most_left: Duration,
-) -> String {
-    let bracket = match (search.survives_s(), search.cut_s()) {
-        (0, None) => "nothing known yet".to_string(),
-        (y, None) => format!("survives {y} s, nothing cut yet"),
-        (0, Some(x)) => format!("cut at {x} s"),
-        (y, Some(x)) => format!("survives {y} s, cut at {x} s"),
-    };
-    let mut waiting: Vec<_> = waiting.to_vec();
-    waiting.sort_unstable();
-    let idle = waiting
-        .iter()
-        .map(|(idle_s, left)| format!("{idle_s} s ({} left)", clock(*left)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[{}] bracket: {bracket} | idling: {} | at most {} left",
-        clock(elapsed),
-        if idle.is_empty() { "-".into() } else { idle },
-        clock(at_most_left)
-    )
-}
-
-/// 75 s -> "1:15", 3725 s -> "1:02:05".
-pub fn clock(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-    } else {
-        format!("{}:{:02}", s / 60, s % 60)
     }
 }
 
@@ -251,7 +228,11 @@ mod tests {
         assert_eq!(recommended_idle_s(Some(7), Some(8)), Some(5));
         assert_eq!(recommended_idle_s(Some(1), Some(2)), Some(1));
         assert_eq!(recommended_idle_s(Some(300), Some(330)), Some(240));
-        assert_eq!(recommended_idle_s(Some(20), None), Some(20));
+        assert_eq!(
+            recommended_idle_s(Some(20), None),
+            None,
+            "no margin-free number without a cut"
+        );
         assert_eq!(recommended_idle_s(None, Some(1)), None);
     }
 
@@ -275,6 +256,7 @@ mod tests {
         assert_eq!(v["survives_s"], 7);
         assert_eq!(v["cut_s"], 8);
         assert_eq!(v["recommended_idle_s"], 5);
+        assert_eq!(v["finding"], "bracket");
         assert_eq!(v["complete"], true);
         assert_eq!(v["elapsed_s"], 21.3);
         assert_eq!(v["evidence"][1]["how"], "unanswered");
@@ -306,10 +288,40 @@ mod tests {
             (json!(6), Value::Null)
         );
         assert_eq!(v["target"], "[fd00::2]:80");
+        assert_eq!(v["finding"], "no_cut");
+        assert_eq!(v["recommended_idle_s"], Value::Null);
+        assert_eq!(
+            outcome.text().lines().next().unwrap(),
+            "result: no cut up to 6 s (--max): a flow idle 6 s was still known to the path; no recommendation, there is no timeout here to stay under (a larger --max looks further)"
+        );
+    }
+
+    #[test]
+    fn an_early_end_with_no_cut_recommends_nothing() {
+        // Interrupted after the shortest trial of a --max 60 run.
+        let mut search = IdleSearch::new(60);
+        for idle_s in [60, 16, 4] {
+            search.start(idle_s);
+        }
+        search.resolve(4, Trial::Survived);
+        let outcome = Finding::from_search(
+            &search,
+            "10.0.0.2:80".parse().unwrap(),
+            60,
+            vec![evidence(4, TrialAnswer::Answered)],
+            Duration::from_secs(5),
+        );
+        let v = outcome.json();
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["finding"], "no_cut");
+        assert_eq!(v["survives_s"], 4, "what was proven");
+        assert_eq!(v["recommended_idle_s"], Value::Null, "{v}");
+        let text = outcome.text();
         assert!(
-            outcome.text().contains("nothing was cut"),
-            "{}",
-            outcome.text()
+            text.starts_with("interrupted, so far: no cut up to 4 s (--max 60 not reached)")
+                && text.contains("no recommendation without a cut")
+                && !text.contains("recommended"),
+            "{text}"
         );
     }
 
@@ -331,23 +343,5 @@ mod tests {
         );
         let line = evidence(9, TrialAnswer::Reset).line();
         assert!(line.contains("probe #1 answered with RST"), "{line}");
-    }
-
-    #[test]
-    fn progress_shows_bracket_waits_and_time_left() {
-        let mut search = IdleSearch::new(20);
-        search.resolve(4, Trial::Survived);
-        search.resolve(9, Trial::Cut);
-        let line = progress_line(
-            Duration::from_secs(75),
-            &search,
-            &[(7, Duration::from_secs(3)), (6, Duration::from_secs(2))],
-            Duration::from_secs(12),
-        );
-        assert_eq!(
-            line,
-            "[1:15] bracket: survives 4 s, cut at 9 s | idling: 6 s (0:02 left), 7 s (0:03 left) | at most 0:12 left"
-        );
-        assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
     }
 }

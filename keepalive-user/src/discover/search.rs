@@ -44,6 +44,11 @@ impl IdleSearch {
         }
     }
 
+    /// The longest idle to try (`--max`).
+    pub fn max_s(&self) -> u32 {
+        self.max_s
+    }
+
     /// The shortest idle that was cut, if any.
     pub fn cut_s(&self) -> Option<u32> {
         self.cut.first().copied()
@@ -142,24 +147,6 @@ impl IdleSearch {
             TrialOutcome::Cut => self.cut.insert(idle_s),
         };
     }
-
-    /// How many more waits of up to `upper` seconds the search may still
-    /// need after the pending trials, with `parallel` trials at a time:
-    /// each wait divides the bracket by at least parallel + 1.
-    pub fn waits_left_at_most(&self, parallel: u32) -> u32 {
-        if self.done() {
-            return 0;
-        }
-        let (lo, upper) = (self.survives_s(), self.upper_s());
-        let mut width = f64::from(upper - lo);
-        let precision = f64::from(precision_s(upper));
-        let mut waits = 0;
-        while width > precision && waits < 64 {
-            width /= f64::from(parallel + 1);
-            waits += 1;
-        }
-        waits
-    }
 }
 
 /// How much a gap between two idles is worth splitting: timeouts spread
@@ -248,10 +235,15 @@ mod tests {
 
     #[test]
     fn cut_at_the_shortest_idle() {
-        assert_eq!(
-            simulate(20, 4, Some(1)),
-            (0, Some(1), simulate(20, 4, Some(1)).2)
-        );
+        // Even idle 1 s is cut: nothing survives, and the search must still
+        // end (1 s was tried) instead of looking for a survivor below it.
+        let (survives, cut_s, trials) = simulate(20, 4, Some(1));
+        assert_eq!((survives, cut_s), (0, Some(1)));
+        assert!((2..=8).contains(&trials), "{trials} trials");
+        let mut search = IdleSearch::new(20);
+        search.resolve(1, TrialOutcome::Cut);
+        assert!(search.done());
+        assert_eq!(search.next_idle(), None);
     }
 
     #[test]
@@ -292,18 +284,6 @@ mod tests {
         search.resolve(10, TrialOutcome::Survived);
         assert_eq!(search.survives_s(), 10);
         assert_eq!(search.contradictions(), vec![(40, 30)]);
-    }
-
-    #[test]
-    fn waits_left_shrink_with_the_bracket() {
-        let mut search = IdleSearch::new(7200);
-        let far = search.waits_left_at_most(4);
-        search.resolve(300, TrialOutcome::Survived);
-        search.resolve(400, TrialOutcome::Cut);
-        assert!(search.waits_left_at_most(4) < far);
-        search.resolve(370, TrialOutcome::Survived);
-        assert_eq!(search.waits_left_at_most(4), 0);
-        assert!(search.done());
     }
 
     #[test]

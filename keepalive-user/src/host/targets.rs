@@ -7,7 +7,7 @@ use std::{
     collections::HashSet,
     os::{
         fd::{OwnedFd, RawFd},
-        unix::fs::MetadataExt as _,
+        unix::fs::{FileTypeExt as _, MetadataExt as _},
     },
 };
 
@@ -35,6 +35,35 @@ fn inode_of(fd: OwnedFd) -> (u64, OwnedFd) {
     let file = std::fs::File::from(fd);
     let ino = file.metadata().map_or(0, |m| m.ino());
     (ino, file.into())
+}
+
+/// A duplicated descriptor that is no longer the socket the table named.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("its fd now holds {now}, not socket inode {expected}")]
+pub struct NotTheSameSocket {
+    pub expected: u64,
+    /// What the descriptor holds now, as /proc would name it.
+    pub now: String,
+}
+
+/// `dup` if it is still the socket `expected_ino` that sock_diag reported.
+/// The fd number came from a /proc scan: in between, the process may have
+/// closed it and reused the number for another socket, which must not be
+/// changed in its place.
+pub fn still_the_socket(dup: OwnedFd, expected_ino: u64) -> Result<OwnedFd, NotTheSameSocket> {
+    let file = std::fs::File::from(dup);
+    let now = match file.metadata() {
+        Ok(meta) if meta.file_type().is_socket() && meta.ino() == expected_ino => {
+            return Ok(file.into());
+        }
+        Ok(meta) if meta.file_type().is_socket() => format!("socket inode {}", meta.ino()),
+        Ok(meta) => format!("{} (inode {})", kind_of(meta.file_type()), meta.ino()),
+        Err(err) => format!("something fstat cannot read ({err})"),
+    };
+    Err(NotTheSameSocket {
+        expected: expected_ino,
+        now,
+    })
 }
 
 /// The sockets of `process` (or its one descriptor `only_fd`, as `--pid
@@ -98,14 +127,38 @@ pub fn targets_of_process(
     Ok(found)
 }
 
+/// A descriptor that is not a socket, as `ls -l /proc/PID/fd` would tell it.
+fn kind_of(file_type: std::fs::FileType) -> &'static str {
+    if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a pipe"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else {
+        "neither a socket nor a file"
+    }
+}
+
+/// What `--port`/`--conn` found: the sockets to change, and the ones skipped
+/// because their descriptor changed hands after the scan (one line each).
+pub struct ByConnection {
+    pub targets: Vec<Target>,
+    pub skipped: Vec<String>,
+}
+
 /// Existing connections `wanted` names in this network namespace, each
-/// duplicated from the process holding it.
-pub fn targets_by_connection(scope: &NetnsScope, wanted: Wanted) -> anyhow::Result<Vec<Target>> {
+/// duplicated from the process holding it and checked to be the very socket
+/// sock_diag reported.
+pub fn targets_by_connection(scope: &NetnsScope, wanted: Wanted) -> anyhow::Result<ByConnection> {
     // Listeners and TIME-WAIT sockets have no live connection to change.
     let states = ALL_STATES & !state_bit(LISTEN) & !state_bit(TIME_WAIT);
     let sockets = sockdiag::find(scope, wanted, states)?;
     let holders = socket_holders();
-    let mut found = Vec::new();
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
     let mut unowned = 0;
     for socket in sockets {
         let Some(holder) = holders.get(&socket.inode).filter(|_| socket.inode != 0) else {
@@ -119,8 +172,18 @@ pub fn targets_by_connection(scope: &NetnsScope, wanted: Wanted) -> anyhow::Resu
         let Ok(dup) = process.dup_fd(holder.fd) else {
             continue;
         };
+        let dup = match still_the_socket(dup, socket.inode) {
+            Ok(dup) => dup,
+            Err(why) => {
+                skipped.push(format!(
+                    "{} > {} (pid {} {} fd {}): {why}",
+                    socket.local, socket.remote, holder.owner.pid, holder.owner.comm, holder.fd
+                ));
+                continue;
+            }
+        };
         if let Ok(tcp) = as_tcp_target(dup) {
-            found.push(Target {
+            targets.push(Target {
                 pid: holder.owner.pid,
                 comm: holder.owner.comm.to_string(),
                 fd: holder.fd,
@@ -128,11 +191,18 @@ pub fn targets_by_connection(scope: &NetnsScope, wanted: Wanted) -> anyhow::Resu
             });
         }
     }
-    if found.is_empty() {
+    if targets.is_empty() {
         let what = match wanted {
             Wanted::Conn { local, remote } => format!("connection {local} > {remote}"),
             Wanted::Port(p) => format!("connection with port {p}"),
         };
+        if !skipped.is_empty() {
+            // Not a usage error: the connection existed when it was named.
+            anyhow::bail!(
+                "the {what} changed hands while it was looked up, skipped {}: nothing changed",
+                skipped.join("; ")
+            );
+        }
         let note = if unowned > 0 {
             format!(" ({unowned} without an owning process)")
         } else {
@@ -143,5 +213,49 @@ pub fn targets_by_connection(scope: &NetnsScope, wanted: Wanted) -> anyhow::Resu
             scope.describe()
         )));
     }
-    Ok(found)
+    Ok(ByConnection { targets, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn dup_of(fd: impl std::os::fd::AsFd) -> OwnedFd {
+        fd.as_fd().try_clone_to_owned().unwrap()
+    }
+
+    #[test]
+    fn the_socket_the_table_named_is_kept() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (ino, dup) = inode_of(dup_of(&listener));
+        assert_ne!(ino, 0);
+        assert!(still_the_socket(dup, ino).is_ok());
+    }
+
+    #[test]
+    fn another_socket_under_the_same_fd_is_refused() {
+        let named = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reused = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (named_ino, _) = inode_of(dup_of(&named));
+        let (reused_ino, _) = inode_of(dup_of(&reused));
+        let refused = still_the_socket(dup_of(&reused), named_ino).unwrap_err();
+        assert_eq!(
+            refused,
+            NotTheSameSocket {
+                expected: named_ino,
+                now: format!("socket inode {reused_ino}"),
+            }
+        );
+    }
+
+    #[test]
+    fn a_file_with_the_sockets_inode_number_is_refused() {
+        // Inode numbers are per file system: only a socket can match.
+        let file = std::fs::File::open("/proc/self/stat").unwrap();
+        let (ino, _) = inode_of(dup_of(&file));
+        let refused = still_the_socket(dup_of(&file), ino).unwrap_err();
+        assert_eq!(refused.now, format!("a regular file (inode {ino})"));
+    }
 }

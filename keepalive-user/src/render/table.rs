@@ -64,15 +64,19 @@ pub fn text_row(
 ) -> [String; 10] {
     let dash = || "-".to_string();
     let setting = |f: &dyn Fn(&Config) -> String| config.map_or_else(dash, f);
+    // With SO_KEEPALIVE off the socket still reports idle, interval and
+    // count (the sysctls), but none of them is in force: no probe leaves.
+    let keepalive =
+        |f: &dyn Fn(&Config) -> String| config.filter(|c| c.keepalive).map_or_else(dash, f);
     [
         state_name(socket.state).into(),
         socket.local.to_string(),
         peer_text(socket),
         holder.map_or_else(dash, |h| format!("{}/{}", h.owner.comm, h.owner.pid)),
         setting(&|c| if c.keepalive { "on" } else { "off" }.into()),
-        setting(&|c| format!("{}s", c.idle_s)),
-        setting(&|c| format!("{}s", c.intvl_s)),
-        setting(&|c| c.cnt.to_string()),
+        keepalive(&|c| format!("{}s", c.idle_s)),
+        keepalive(&|c| format!("{}s", c.intvl_s)),
+        keepalive(&|c| c.cnt.to_string()),
         setting(&|c| match c.user_timeout_ms {
             0 => "off".into(),
             ms => format!("{ms}ms"),
@@ -130,6 +134,16 @@ pub fn json_row(socket: &TcpSocket, holder: Option<&Holder>, config: Option<&Con
     }
     if let Some(c) = config {
         v["config"] = config_json(c);
+        if !c.keepalive {
+            // Not in force; what SO_KEEPALIVE on alone would start with.
+            let mut if_enabled = json!({});
+            for key in ["idle_s", "intvl_s", "cnt"] {
+                if let Some(value) = v["config"].as_object_mut().and_then(|o| o.remove(key)) {
+                    if_enabled[key] = value;
+                }
+            }
+            v["if_enabled"] = if_enabled;
+        }
     }
     if let Some(t) = socket.timer {
         v["timer"] = json!({"kind": t.kind, "expires_ms": t.expires_ms, "count": t.count});
@@ -190,7 +204,36 @@ mod tests {
         assert_eq!(v["timer"]["kind"], "keepalive");
         assert_eq!(v["timer"]["count"], 2);
         assert_eq!(v["config"]["user_timeout_ms"], 9000);
+        assert_eq!(v["config"]["idle_s"], 2);
+        assert!(v.get("if_enabled").is_none(), "{v}");
         assert_eq!(v["comm"], "curl");
+    }
+
+    #[test]
+    fn keepalive_off_shows_no_settings_in_force() {
+        let s = socket("127.0.0.1:5000", "127.0.0.1:80", None);
+        let off = Config {
+            keepalive: false,
+            idle_s: 7200,
+            intvl_s: 75,
+            cnt: 9,
+            user_timeout_ms: 3000,
+        };
+        let row = text_row(&s, None, Some(&off));
+        assert_eq!(
+            row[4..9].join("|"),
+            "off|-|-|-|3000ms",
+            "the user timeout applies without keepalive"
+        );
+        let v = json_row(&s, None, Some(&off));
+        assert_eq!(
+            v["config"],
+            json!({"keepalive": false, "user_timeout_ms": 3000})
+        );
+        assert_eq!(
+            v["if_enabled"],
+            json!({"idle_s": 7200, "intvl_s": 75, "cnt": 9})
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! tcp-peer: a real TCP process for the integration tests to drive. It
 //! listens or connects, reports each connection as one JSON line, then idles
 //! and obeys commands read from stdin, one per line:
-//! `get`, `send N`, `close`, `abort`, `recv`, `exit` (see `USAGE`).
+//! `get`, `send N`, `close`, `abort`, `recv`, `dup2 FROM TO`, `exit` (see `USAGE`).
 
 use std::{
     io::{BufRead as _, Read as _, Write as _},
@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 const USAGE: &str = "usage:
   tcp-peer listen ADDR:PORT [--keepalive IDLE,INTVL,CNT] [--user-timeout MS] [--accept N] [--close-idle SECS] [--v6only-off]
   tcp-peer connect ADDR:PORT [--keepalive IDLE,INTVL,CNT] [--user-timeout MS] [--count N] [--local-port P] [--v6only-off]
-stdin commands: get | send N | close | abort (RST) | recv | exit";
+stdin commands: get | send N | close | abort (RST) | recv | dup2 FROM TO | exit";
 
 #[derive(Default)]
 struct Options {
@@ -238,11 +238,35 @@ fn command(line: &str, conns: &Conns) {
                 }
             }
         }
+        (Some("dup2"), Some(from)) => dup2(from, words.next(), &all),
         (Some("exit"), None) => std::process::exit(0),
         (None, _) => {}
         _ => println!(r#"{{"command_error":"unknown command {line:?}"}}"#),
     }
     let _ = std::io::stdout().flush();
+}
+
+/// `dup2 FROM TO`: descriptor TO becomes another name for FROM's socket and
+/// TO's own socket is closed, as when a process reuses a descriptor number.
+/// Connection TO then reports what FROM's socket holds.
+fn dup2(from: &str, to: Option<&str>, conns: &[Arc<Conn>]) {
+    let known = |fd: &str| {
+        fd.parse::<RawFd>()
+            .ok()
+            .filter(|fd| conns.iter().any(|c| c.sock.as_raw_fd() == *fd))
+    };
+    let (Some(from), Some(to)) = (known(from), to.and_then(known)) else {
+        println!(r#"{{"command_error":"dup2 needs two descriptors of our connections"}}"#);
+        return;
+    };
+    // SAFETY: both are open descriptors of ours; TO's Socket keeps owning
+    // the number, which now names FROM's socket.
+    if unsafe { libc::dup2(from, to) } < 0 {
+        let e = std::io::Error::last_os_error();
+        println!(r#"{{"command_error":"dup2: {}"}}"#, io_error_name(&e));
+        return;
+    }
+    println!(r#"{{"dup2":[{from},{to}]}}"#);
 }
 
 fn get(c: &Conn) {
