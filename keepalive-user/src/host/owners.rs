@@ -81,7 +81,8 @@ pub struct OwnerCache {
     young: HashMap<u64, Young>,
     /// foldhash: looked up for every shown record (see `Timelines::conns`).
     /// Answers carry no inode: it is remembered from the connection's probe.
-    inode_of: foldhash::HashMap<Conn, u64>,
+    /// With it, whether its holders were noted under its port.
+    inode_of: foldhash::HashMap<Conn, (u64, bool)>,
     only_pid: Option<u32>,
     last_scan_start: Option<Instant>,
     last_scan_took: Duration,
@@ -115,19 +116,26 @@ impl OwnerCache {
     /// Remembers which socket inode `conn` has, when the event told.
     pub fn learn_inode(&mut self, conn: &Conn, socket_ino: Option<u64>) {
         if let Some(ino) = socket_ino {
-            self.inode_of.insert(*conn, ino);
+            let known = self.inode_of.entry(*conn).or_insert((ino, false));
+            if known.0 != ino {
+                *known = (ino, false);
+            }
         }
     }
 
     /// The owners of `conn` now, checked again if its socket may be in a
     /// hand-off; asks for a scan when its socket is unseen.
     pub fn lookup(&mut self, conn: &Conn) -> Lookup {
-        let Some(&ino) = self.inode_of.get(conn) else {
+        let Some(&(ino, port_noted)) = self.inode_of.get(conn) else {
             return Lookup::Unknown;
         };
         let now = Instant::now();
         let lookup = self.lookup_inode(conn, ino, now);
-        if let Lookup::Known(owners) = &lookup {
+        // Each connection's holders are noted under its port once.
+        if let (Lookup::Known(owners), false) = (&lookup, port_noted) {
+            if let Some(known) = self.inode_of.get_mut(conn) {
+                known.1 = true;
+            }
             let pids = self
                 .pids_by_port
                 .entry((conn.netns, conn.local.port()))
@@ -311,7 +319,7 @@ impl OwnerCache {
 
     /// Forgets a connection that is gone, and its socket's holders.
     pub fn forget(&mut self, conn: &Conn) {
-        if let Some(ino) = self.inode_of.remove(conn) {
+        if let Some((ino, _)) = self.inode_of.remove(conn) {
             self.by_inode.remove(&ino);
             self.young.remove(&ino);
         }

@@ -88,7 +88,7 @@ impl Pipeline {
             return;
         }
         let records = self.timelines.on_event(event);
-        let remembered = self.timelines.knows(&event.conn);
+        let remembered = self.timelines.remembers_last();
         if remembered || !records.is_empty() {
             // Only connections with a timeline (or a line now) need an owner:
             // the established connections of a busy host cost nothing.

@@ -73,6 +73,9 @@ pub struct Timelines {
     /// CPU at 100 000 events a second.
     conns: foldhash::HashMap<Conn, ConnState>,
     options: TimelineOptions,
+    /// Whether the last event's connection is remembered after it (saves
+    /// the pipeline a second lookup per event).
+    last_remembered: bool,
     pub summary: Summary,
 }
 
@@ -92,8 +95,14 @@ impl Timelines {
         self.conns.contains_key(conn)
     }
 
+    /// Whether the connection of the last event fed is remembered.
+    pub fn remembers_last(&self) -> bool {
+        self.last_remembered
+    }
+
     /// Feeds one kernel event; returns what to show, oldest first.
     pub fn on_event(&mut self, event: &KernelEvent) -> Vec<Record> {
+        self.last_remembered = false;
         let mut out = Vec::new();
         let options = self.options;
         let summary = &mut self.summary;
@@ -138,6 +147,7 @@ impl Timelines {
             // to tell it from an unrelated socket's.
             return out;
         }
+        self.last_remembered = true;
         let state = self.conns.entry(event.conn).or_default();
         state.last_event_ns = event.ts_ns;
         if let Some(config) = event.config {
