@@ -8,9 +8,10 @@ use anyhow::{Context as _, bail};
 use crate::util::{command, is_root, on_path, output, run_cmd, step, succeeds};
 
 /// Debian packages the integration tests drive (bpftool checks that nothing
-/// is left loaded after a watcher exits).
+/// is left loaded after a watcher exits; chromium renders `report`'s page
+/// headless, as a reader's browser would).
 const TEST_PACKAGES: &[&str] = &[
-    "iproute2", "nftables", "iperf3", "tcpdump", "bpftool", "procps",
+    "iproute2", "nftables", "iperf3", "tcpdump", "bpftool", "procps", "chromium",
 ];
 
 pub fn run() -> anyhow::Result<()> {
