@@ -43,14 +43,17 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let lines = if stdin {
         report::read_ndjson(std::io::stdin().lock(), "stdin", &mut layout)?
     } else {
-        let file = std::fs::File::open(&args.input)
-            .map_err(|e| usage(format!("{name}: {e}")))?;
-        report::read_ndjson(BufReader::with_capacity(256 * 1024, file), &name, &mut layout)
-            .with_context(|| format!("reading {name}"))?
+        let file = std::fs::File::open(&args.input).map_err(|e| usage(format!("{name}: {e}")))?;
+        report::read_ndjson(
+            BufReader::with_capacity(256 * 1024, file),
+            &name,
+            &mut layout,
+        )
+        .with_context(|| format!("reading {name}"))?
     };
     let meta = Meta {
         source: name,
-        lines,
+        lines: Some(lines),
         lanes_asked: args.lanes,
     };
     report::write_page(&args.output, &report::render(layout, &meta))?;

@@ -133,7 +133,9 @@ pub fn lay_out(trials: &[Value], result: Option<&Value>, lanes: &[Lane]) -> Opti
             best(TrialOutcome::Cut, u32::min)
         },
         recommended_idle_s: from_result("recommended_idle_s"),
-        complete: result.and_then(|r| r.get("complete")).and_then(Value::as_bool),
+        complete: result
+            .and_then(|r| r.get("complete"))
+            .and_then(Value::as_bool),
         elapsed_s: result
             .and_then(|r| r.get("elapsed_s"))
             .and_then(Value::as_f64),

@@ -1,5 +1,6 @@
-//! The page: head and style, what was left out or skipped, demo's
-//! verdicts, the summary table, then the pictures (`svg`, `sections`).
+//! The page: head and style, what was skipped or lost, demo's verdicts,
+//! the lanes (`svg`) and what was left out, the summary table, then the
+//! histograms and discover's trials (`sections`).
 //! No script and nothing fetched: a Content-Security-Policy says so to the
 //! browser too, in case a string ever slipped past the escaping.
 
@@ -20,7 +21,8 @@ use crate::model::summary::Samples;
 pub struct Meta {
     /// The input file (`-` for stdin), or `keepalive watch`.
     pub source: String,
-    pub lines: u64,
+    /// Lines read, for a file.
+    pub lines: Option<u64>,
     pub lanes_asked: usize,
 }
 
@@ -38,7 +40,7 @@ svg text { font: 11px ui-monospace, monospace; fill: #1d2327; }
 svg .head { font-weight: 700; } svg .tick { fill: #666; } svg .grid { stroke: #eee; }
 svg .row { fill: #fff; } svg .row.odd { fill: #f7f8fa; }
 .timeout .badge { fill: #c62828; } .reset .badge { fill: #ef6c00; } .unanswered .badge { fill: #f9a825; } .healthy .badge { fill: #2e7d32; }
-svg .owner { fill: #777; } svg .warn { fill: #b45309; font-weight: 700; } svg .dropped { fill: #888; }
+svg .owner { fill: #777; } svg .settings { font-size: 10px; fill: #555; } svg .warn { fill: #b45309; font-weight: 700; } svg .dropped { fill: #888; }
 svg .track { stroke: #d5d8dc; } svg .probe { stroke: #2d6cdf; stroke-width: 2; } svg .probe.unanswered { stroke: #c62828; }
 svg .ack circle { fill: #2e7d32; } svg .ack .join { stroke: #2e7d32; }
 svg .unanswered { stroke: #c62828; stroke-width: 2; fill: none; }
@@ -51,22 +53,20 @@ svg .bracket { fill: #fdd835; fill-opacity: .35; } svg .recommended { stroke: #2
 svg .survived { fill: #2e7d32; } svg .cut { stroke: #c62828; stroke-width: 2.5; } svg .aborted { fill: none; stroke: #888; stroke-width: 1.5; }
 svg .probe-idle { stroke: #555; }
 .legend span { margin-right: 14px; white-space: nowrap; } .sw { display: inline-block; width: 10px; height: 10px; margin-right: 4px; vertical-align: -1px; }
-.charts { display: flex; flex-wrap: wrap; gap: 24px; }
+.charts { display: flex; flex-wrap: wrap; gap: 24px; } .scroll { overflow-x: auto; }
+figure { margin: 0; } figcaption { color: #333; margin-bottom: 4px; }
 "#;
 
 pub fn page(page: &Page, meta: &Meta) -> String {
     let mut out = String::with_capacity(64 * 1024 + page.lanes.len() * 4096);
     let _ = write!(
         out,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'"><meta name="viewport" content="width=device-width, initial-scale=1"><title>keepalive report: {src}</title><style>{STYLE}</style></head><body><h1>keepalive report</h1><p class="meta">From <code>{src}</code>: {lines} lines{range}. Made by keepalive {version}; times are UTC.</p>"#,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'"><meta name="viewport" content="width=device-width, initial-scale=1"><title>keepalive report: {src}</title><style>{STYLE}</style></head><body><h1>keepalive report</h1><p class="meta">From <code>{src}</code>{lines}{range}. Made by keepalive {version}; times are UTC.</p>"#,
         src = Esc(&meta.source),
-        lines = meta.lines,
+        lines = meta.lines.map_or(String::new(), |n| format!(": {n} lines")),
         range = match (page.totals.first_us, page.totals.last_us) {
-            (Some(a), Some(b)) => format!(
-                ", events from {} to {}",
-                date_time(a),
-                &date_time(b)[11..]
-            ),
+            (Some(a), Some(b)) =>
+                format!(", events from {} to {}", date_time(a), &date_time(b)[11..]),
             _ => String::new(),
         },
         version = env!("CARGO_PKG_VERSION"),
@@ -79,8 +79,8 @@ pub fn page(page: &Page, meta: &Meta) -> String {
         );
     } else {
         verdicts(&page.verdicts, &mut out);
-        summary_table(page, &mut out);
         lanes_section(page, meta, &mut out);
+        summary_table(page, &mut out);
         sections::histograms(page, &mut out);
         if let Some(discover) = &page.discover {
             sections::discover(discover, &mut out);
@@ -153,7 +153,11 @@ fn verdicts(verdicts: &[Value], out: &mut String) {
                 ),
             )
         };
-        let _ = write!(out, r#"<p class="{class}" data-verdict="1">{}</p>"#, Esc(&text));
+        let _ = write!(
+            out,
+            r#"<p class="{class}" data-verdict="1">{}</p>"#,
+            Esc(&text)
+        );
     }
 }
 
@@ -190,11 +194,23 @@ fn summary_table(page: &Page, out: &mut String) {
     let us = |v: u64| format!("{v} us");
     let ms = |v: u64| format!("{v} ms");
     let rows: Vec<(&str, String, Option<String>)> = vec![
-        ("connections seen", t.connections.to_string(), w("connections")),
+        (
+            "connections seen",
+            t.connections.to_string(),
+            w("connections"),
+        ),
         (
             "probes",
-            format!("{} ({} answered, {} unanswered)", t.probes, t.answered, t.unanswered),
-            watch.map(|s| format!("{} ({} answered, {} unanswered)", s["probes"], s["answered"], s["unanswered"])),
+            format!(
+                "{} ({} answered, {} unanswered)",
+                t.probes, t.answered, t.unanswered
+            ),
+            watch.map(|s| {
+                format!(
+                    "{} ({} answered, {} unanswered)",
+                    s["probes"], s["answered"], s["unanswered"]
+                )
+            }),
         ),
         ("peer resets", t.resets.to_string(), w("resets")),
         ("timeouts", timeouts, w("timeouts")),
@@ -209,7 +225,11 @@ fn summary_table(page: &Page, out: &mut String) {
     ];
     out.push_str(r#"<h2>Summary</h2><table class="summary"><tr><th></th><th>in this input</th>"#);
     if let Some(s) = watch {
-        let _ = write!(out, "<th>watch's own summary ({} s)</th>", Esc(&s["elapsed_s"].to_string()));
+        let _ = write!(
+            out,
+            "<th>watch's own summary ({} s)</th>",
+            Esc(&s["elapsed_s"].to_string())
+        );
     }
     out.push_str("</tr>");
     for (name, ours, theirs) in rows {
@@ -231,7 +251,9 @@ fn lanes_section(page: &Page, meta: &Meta, out: &mut String) {
         drawn as u64 + left
     );
     out.push_str(r#"<p class="legend"><span><i class="sw" style="background:#2d6cdf"></i>probe</span><span><i class="sw" style="background:#2e7d32"></i>answer (joined to its probe)</span><span><i class="sw" style="background:#c62828"></i>unanswered probe</span><span><i class="sw" style="background:#111"></i>kill</span><span><i class="sw" style="background:#7b1fa2"></i>where the settings predict the kill</span><span><i class="sw" style="background:#ef6c00"></i>peer reset</span></p>"#);
+    out.push_str(r#"<div class="scroll">"#);
     svg::lanes(page, out);
+    out.push_str("</div>");
     if left > 0 {
         let by = Interest::ALL
             .iter()

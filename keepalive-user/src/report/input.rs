@@ -184,9 +184,7 @@ pub fn parse_line(line: &str) -> Result<Input, String> {
             // A kind we do not know may use our field names differently.
             return match serde_json::from_str::<Value>(line) {
                 Ok(Value::Object(map)) => match map.get("event").and_then(Value::as_str) {
-                    Some(name) if !KNOWN.contains(&name) => {
-                        Ok(Input::Unknown(name.to_string()))
-                    }
+                    Some(name) if !KNOWN.contains(&name) => Ok(Input::Unknown(name.to_string())),
                     Some(name) => Err(format!("a {name:?} event that does not fit: {typed}")),
                     None => Err("a JSON object without an \"event\" name".into()),
                 },

@@ -66,9 +66,13 @@ impl Interest {
 pub enum Fate {
     /// No answer yet and none said missing: the input ended first.
     Pending,
-    Answered { rtt_us: u64 },
+    Answered {
+        rtt_us: u64,
+    },
     /// `said_us`: when watch said so (the next probe, or the kill).
-    Unanswered { said_us: i64 },
+    Unanswered {
+        said_us: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +84,16 @@ pub enum MarkKind {
     },
     /// An answer or a missing answer whose probe is not in the input
     /// (it began later, or the event was lost): drawn on its own.
-    LoneAck { n: u32, rtt_us: u64 },
-    LoneUnanswered { n: u32 },
-    OptionsSet { result: i32 },
+    LoneAck {
+        n: u32,
+        rtt_us: u64,
+    },
+    LoneUnanswered {
+        n: u32,
+    },
+    OptionsSet {
+        result: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -494,7 +505,11 @@ impl Layout {
                 .collect();
         }
         while let Some(conn) = self.evict_next.pop() {
-            if self.conns.get(&conn).is_some_and(|l| l.interest == Interest::Healthy) {
+            if self
+                .conns
+                .get(&conn)
+                .is_some_and(|l| l.interest == Interest::Healthy)
+            {
                 self.conns.remove(&conn);
                 self.totals.evicted += 1;
                 return true;
@@ -517,7 +532,13 @@ impl Layout {
         all.sort_unstable_by_key(Lane::order_key);
         let span_us = all
             .iter()
-            .flat_map(|l| [Some(l.drawn_from_us()), Some(l.last_us), l.predicted_kill_us()])
+            .flat_map(|l| {
+                [
+                    Some(l.drawn_from_us()),
+                    Some(l.last_us),
+                    l.predicted_kill_us(),
+                ]
+            })
             .flatten()
             .fold(None, |span: Option<(i64, i64)>, t| {
                 Some(span.map_or((t, t), |(a, b)| (a.min(t), b.max(t))))

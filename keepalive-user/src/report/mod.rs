@@ -33,7 +33,11 @@ use crate::error::usage;
 /// Feeds every line of `reader` to `layout`; a line that is not one of
 /// ours is a usage error naming it (`name:LINE: ...`). Returns the number
 /// of lines read.
-pub fn read_ndjson(mut reader: impl BufRead, name: &str, layout: &mut Layout) -> anyhow::Result<u64> {
+pub fn read_ndjson(
+    mut reader: impl BufRead,
+    name: &str,
+    layout: &mut Layout,
+) -> anyhow::Result<u64> {
     let mut line = String::with_capacity(512);
     let mut number = 0u64;
     loop {
@@ -74,8 +78,7 @@ pub fn write_page(path: &Path, html: &str) -> anyhow::Result<()> {
             .context("writing the report to stdout");
     }
     let temporary = temporary_beside(path);
-    let written = std::fs::write(&temporary, html)
-        .and_then(|()| std::fs::rename(&temporary, path));
+    let written = std::fs::write(&temporary, html).and_then(|()| std::fs::rename(&temporary, path));
     if let Err(err) = written {
         let _ = std::fs::remove_file(&temporary);
         return Err(err).with_context(|| format!("writing {}", path.display()));
@@ -96,7 +99,10 @@ pub fn check_output(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     if path.is_dir() {
-        return Err(usage(format!("{}: is a directory, not a file to write", path.display())));
+        return Err(usage(format!(
+            "{}: is a directory, not a file to write",
+            path.display()
+        )));
     }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,

@@ -18,8 +18,14 @@ pub fn histograms(page: &Page, out: &mut String) {
     }
     out.push_str(r#"<h2>Distributions</h2><div class="charts">"#);
     if t.answered > 0 {
-        let first = t.rtt_bins.iter().position(|&n| n > 0).unwrap_or(0);
-        let last = t.rtt_bins.iter().rposition(|&n| n > 0).unwrap_or(0);
+        // One empty bin either side, for context.
+        let first = t
+            .rtt_bins
+            .iter()
+            .position(|&n| n > 0)
+            .unwrap_or(0)
+            .saturating_sub(1);
+        let last = (t.rtt_bins.iter().rposition(|&n| n > 0).unwrap_or(0) + 1).min(RTT_BINS - 1);
         let bins: Vec<(String, u64, String)> = (first..=last)
             .map(|i| {
                 let low = 1u64 << i;
@@ -28,13 +34,17 @@ pub fn histograms(page: &Page, out: &mut String) {
                 } else {
                     format!("{} to {}", micros(low), micros(low * 2))
                 };
-                (micros(low), t.rtt_bins[i], format!("{range}: {} answers", t.rtt_bins[i]))
+                (
+                    micros(low),
+                    t.rtt_bins[i],
+                    format!("{range}: {} answers", t.rtt_bins[i]),
+                )
             })
             .collect();
         let _ = write!(
             out,
-            r#"<figure data-histogram="rtt"><figcaption>Probe round trip ({} answers; bars from each lower edge, doubling)</figcaption>"#,
-            t.answered
+            r#"<figure data-histogram="rtt"><figcaption>Probe round trip ({}; each bar from its lower edge to twice that)</figcaption>"#,
+            plural(t.answered, "answer")
         );
         bars("rtt", &bins, None, out);
         out.push_str("</figure>");
@@ -61,14 +71,18 @@ pub fn histograms(page: &Page, out: &mut String) {
                         LATENESS_EDGES_PCT[i]
                     ),
                 };
-                (label(i), n, format!("detected {range} of the prediction: {n} timeouts"))
+                (
+                    label(i),
+                    n,
+                    format!("detected {range} of the prediction: {n} timeouts"),
+                )
             })
             .collect();
         let zero = LATENESS_EDGES_PCT.iter().position(|&e| e == 0).unwrap_or(0);
         let _ = write!(
             out,
-            r#"<figure data-histogram="lateness"><figcaption>Detection time against the settings' prediction ({} timeouts{})</figcaption>"#,
-            t.timeouts.values().sum::<u64>(),
+            r#"<figure data-histogram="lateness"><figcaption>Detection time against the settings' prediction ({}{})</figcaption>"#,
+            plural(t.timeouts.values().sum::<u64>(), "timeout"),
             if t.unpredicted > 0 {
                 format!(", {} without a prediction", t.unpredicted)
             } else {
@@ -199,6 +213,14 @@ pub fn discover(d: &Discover, out: &mut String) {
     out.push_str("</table>");
 }
 
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn trial_detail(t: &super::discover::TrialMark) -> String {
     let mut text = t.how.replace('_', " ");
     if let Some(rtt) = t.rtt_us {
@@ -226,7 +248,9 @@ fn conclusion(d: &Discover) -> String {
             d.recommended_idle_s
                 .map_or(String::new(), |r| format!(" (recommended: {r} s)"))
         ),
-        (None, Some(x)) => format!("{prefix}: idle ≥ {x} s is cut and no shorter idle was seen surviving"),
+        (None, Some(x)) => {
+            format!("{prefix}: idle ≥ {x} s is cut and no shorter idle was seen surviving")
+        }
         (Some(y), None) => format!("{prefix}: nothing was cut: idle flows survive at least {y} s"),
         (None, None) => format!("{prefix}: no trial finished"),
     };

@@ -11,13 +11,12 @@ use super::{
     words::{axis_label, micros, millis, nice_step, settings, time_of_day},
 };
 
-const WIDTH: f64 = 1400.0;
-const SETTINGS_X: f64 = 330.0;
-const PLOT_X0: f64 = 520.0;
-const PLOT_X1: f64 = 1150.0;
-const OUTCOME_X: f64 = 1162.0;
+const WIDTH: f64 = 1360.0;
+const PLOT_X0: f64 = 310.0;
+const PLOT_X1: f64 = 1070.0;
+const OUTCOME_X: f64 = 1082.0;
 const AXIS_H: f64 = 28.0;
-const LANE_H: f64 = 26.0;
+const LANE_H: f64 = 32.0;
 
 /// Maps Unix µs onto the plot.
 struct TimeAxis {
@@ -28,7 +27,7 @@ struct TimeAxis {
 impl TimeAxis {
     fn new((start, end): (i64, i64)) -> Self {
         // A little room either side so the first and last marks are not on the edge.
-        let pad = ((end - start) / 40).max(50_000);
+        let pad = ((end - start) / 25).max(50_000);
         Self {
             t0: start - pad,
             t1: end + pad,
@@ -54,7 +53,7 @@ pub fn lanes(page: &Page, out: &mut String) {
     time_ticks(&axis, height, out);
     let _ = write!(
         out,
-        r#"<text class="head" x="4" y="14">connection</text><text class="head" x="{SETTINGS_X}" y="14">settings</text><text class="head" x="{OUTCOME_X}" y="14">outcome</text>"#
+        r#"<text class="head" x="10" y="14">connection, settings</text><text class="head" x="{OUTCOME_X}" y="14">outcome</text>"#
     );
     for (i, lane) in page.lanes.iter().enumerate() {
         let top = AXIS_H + LANE_H * i as f64;
@@ -81,7 +80,7 @@ fn time_ticks(axis: &TimeAxis, height: f64, out: &mut String) {
 
 fn lane_row(axis: &TimeAxis, lane: &Lane, top: f64, index: usize, out: &mut String) {
     let mid = top + LANE_H / 2.0;
-    let text_y = mid + 4.0;
+    let (text_y, settings_y) = (top + 13.0, top + 26.0);
     let _ = write!(
         out,
         r#"<g class="lane {slug}" data-lane="{index}" data-interest="{slug}"><rect class="row{odd}" x="0" y="{top}" width="{WIDTH}" height="{LANE_H}"/><rect class="badge" x="0" y="{top}" width="4" height="{LANE_H}"/>"#,
@@ -105,12 +104,12 @@ fn lane_row(axis: &TimeAxis, lane: &Lane, top: f64, index: usize, out: &mut Stri
     if lane.keepalive_off() {
         let _ = write!(
             out,
-            r#"<text class="settings warn" data-warning="keepalive-off" x="{SETTINGS_X}" y="{text_y}">⚠ keepalive off<title>SO_KEEPALIVE is off on this socket: nothing will notice a dead peer while it idles</title></text>"#
+            r#"<text class="settings warn" data-warning="keepalive-off" x="10" y="{settings_y}">⚠ keepalive off<title>SO_KEEPALIVE is off on this socket: nothing will notice a dead peer while it idles</title></text>"#
         );
     } else {
         let _ = write!(
             out,
-            r#"<text class="settings" x="{SETTINGS_X}" y="{text_y}">{}</text>"#,
+            r#"<text class="settings" x="10" y="{settings_y}">{}</text>"#,
             settings(lane.config.as_ref())
         );
     }
@@ -122,14 +121,14 @@ fn lane_row(axis: &TimeAxis, lane: &Lane, top: f64, index: usize, out: &mut Stri
         let d = lane.dropped;
         let _ = write!(
             out,
-            r#"<text class="dropped" x="{x:.1}" y="{y}" text-anchor="end">+{n} earlier<title>{n} earlier marks not drawn: {} probes ({} answered, {} unanswered), {} others; counted in the totals</title></text>"#,
+            r#"<text class="dropped" x="{x:.1}" y="{y}">+{n} earlier<title>{n} earlier marks not drawn: {} probes ({} answered, {} unanswered), {} others; counted in the totals</title></text>"#,
             d.probes,
             d.answered,
             d.unanswered,
             d.other,
             n = d.probes + d.other,
-            x = PLOT_X0 - 4.0,
-            y = text_y,
+            x = PLOT_X0 + 2.0,
+            y = top + 9.0,
         );
     }
     for mark in &lane.marks {
@@ -140,8 +139,9 @@ fn lane_row(axis: &TimeAxis, lane: &Lane, top: f64, index: usize, out: &mut Stri
     }
     let _ = write!(
         out,
-        r#"<text class="outcome" x="{OUTCOME_X}" y="{text_y}">{}</text></g>"#,
-        Esc(&outcome(lane))
+        r#"<text class="outcome" x="{OUTCOME_X}" y="{y}">{}</text></g>"#,
+        Esc(&outcome(lane)),
+        y = mid + 4.0,
     );
 }
 
@@ -153,18 +153,17 @@ fn outcome(lane: &Lane) -> String {
             predicted_ms,
             ..
         }) => format!(
-            "✕ {reason} after {}{}",
+            "✕ {reason} {}{}",
             detect_ms.map_or("?".into(), millis),
-            predicted_ms.map_or(String::new(), |p| format!(" (predicted {})", millis(p)))
+            predicted_ms.map_or(String::new(), |p| format!(", predicted {}", millis(p)))
         ),
         Some(End::Reset { after_probe, .. }) => match after_probe {
             Some(n) => format!("reset after probe #{n}"),
             None => "reset".into(),
         },
-        None if lane.unanswered > 0 => format!(
-            "{} unanswered, {} answered",
-            lane.unanswered, lane.answered
-        ),
+        None if lane.unanswered > 0 => {
+            format!("{} unanswered, {} answered", lane.unanswered, lane.answered)
+        }
         None => match lane.max_rtt_us {
             Some(max) => format!("{} answered, max {}", lane.answered, micros(max)),
             None => format!("{} probes", lane.probes),
@@ -311,10 +310,11 @@ pub fn bars(
     marker: Option<(usize, &str)>,
     out: &mut String,
 ) {
-    let (w, h, left, bottom) = (640.0, 200.0, 44.0, 34.0);
+    let (h, left, bottom) = (200.0, 24.0, 34.0);
     let max = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
-    let slot = (w - left - 10.0) / bins.len().max(1) as f64;
-    let plot_h = h - bottom - 18.0;
+    let slot = (600.0 / bins.len().max(1) as f64).min(64.0);
+    let w = (left + slot * bins.len() as f64 + 90.0).max(260.0);
+    let plot_h = h - bottom - 30.0;
     let _ = write!(
         out,
         r#"<svg class="bars {class}" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">"#
@@ -323,7 +323,7 @@ pub fn bars(
     let _ = write!(
         out,
         r#"<line class="axis" x1="{left}" y1="{base}" x2="{x2}" y2="{base}"/>"#,
-        x2 = w - 10.0
+        x2 = left + slot * bins.len() as f64
     );
     for (i, (label, count, hover)) in bins.iter().enumerate() {
         let x = left + slot * i as f64;
@@ -345,7 +345,7 @@ pub fn bars(
         let x = left + slot * (after + 1) as f64;
         let _ = write!(
             out,
-            r#"<line class="marker" x1="{x:.1}" y1="8" x2="{x:.1}" y2="{y2}"/><text class="marker-label" x="{tx:.1}" y="14">{}</text>"#,
+            r#"<line class="marker" x1="{x:.1}" y1="4" x2="{x:.1}" y2="{y2}"/><text class="marker-label" x="{tx:.1}" y="12">{}</text>"#,
             Esc(label),
             y2 = base + 4.0,
             tx = x + 4.0,

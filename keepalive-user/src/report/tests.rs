@@ -39,7 +39,7 @@ fn html_of(ndjson: &str, lanes: usize) -> String {
         layout,
         &Meta {
             source: "test.ndjson".into(),
-            lines,
+            lines: Some(lines),
             lanes_asked: lanes,
         },
     )
@@ -109,7 +109,9 @@ fn a_blackhole_is_one_lane_with_its_whole_story() {
     assert_eq!(count(&html, r#"data-mark="unanswered""#), 3);
     assert_eq!(count(&html, r#"data-mark="kill""#), 1);
     assert_eq!(count(&html, r#"data-mark="predicted""#), 1);
-    assert!(html.contains("dead peer detected after 4096 ms (keepalive timeout, settings predict 4000 ms)"));
+    assert!(html.contains(
+        "dead peer detected after 4096 ms (keepalive timeout, settings predict 4000 ms)"
+    ));
     assert!(html.contains("probe #1 answered in 48 µs"));
     assert!(html.contains("idle 1s intvl 1s cnt 3"));
 }
@@ -121,7 +123,10 @@ fn the_page_is_self_contained() {
     for banned in ["<script", "src=", "href=", "url(", "@import", "https:"] {
         assert!(!html.contains(banned), "{banned} in the page");
     }
-    assert!(html.contains("default-src 'none'"), "a CSP that forbids fetching");
+    assert!(
+        html.contains("default-src 'none'"),
+        "a CSP that forbids fetching"
+    );
 }
 
 #[test]
@@ -175,7 +180,11 @@ fn lanes_are_sorted_by_interest_and_the_rest_is_said() {
     assert_eq!(few.totals.rtt_us.count(), 2);
     let html = html_of(&input, 2);
     assert!(html.contains(r#"data-left-out="3""#), "the page says so");
-    assert!(html.contains("3 more connections have no lane (--lanes 2): 1 unanswered probes, 2 healthy"));
+    assert!(
+        html.contains(
+            "3 more connections have no lane (--lanes 2): 1 unanswered probes, 2 healthy"
+        )
+    );
     assert_eq!(count(&html, "data-lane="), 2);
 }
 
@@ -202,7 +211,11 @@ fn a_long_lane_keeps_its_latest_marks_and_counts_the_rest() {
         }
     );
     assert_eq!(lane.probes, 40);
-    assert_eq!(page.span_us.unwrap().0, lane.marks[0].ts_us, "the axis starts at the kept marks");
+    assert_eq!(
+        page.span_us.unwrap().0,
+        lane.marks[0].ts_us,
+        "the axis starts at the kept marks"
+    );
 }
 
 #[test]
@@ -247,7 +260,10 @@ fn unknown_kinds_are_skipped_and_counted_bad_lines_are_refused_by_number() {
         let err = read_ndjson(input.as_bytes(), "capture.ndjson", &mut layout).unwrap_err();
         assert_eq!(crate::error::exit_code_for(&err), 2, "{err}");
         let text = err.to_string();
-        assert!(text.starts_with(&format!("capture.ndjson:{}: ", at + 1)), "{text}");
+        assert!(
+            text.starts_with(&format!("capture.ndjson:{}: ", at + 1)),
+            "{text}"
+        );
         assert!(text.contains(says), "{text}");
     }
     let bad_ts = line("probe", "10.0.0.1:1", 1, r#","n":1"#).replace("2026-11-24T10", "yesterday");
@@ -268,7 +284,12 @@ fn an_empty_input_gives_a_page_that_says_so() {
 
 #[test]
 fn text_from_the_input_is_escaped() {
-    let input = line("probe", "10.0.0.1:1", 1, r##","n":1,"pid":7,"comm":"<script>x</script>&\"'""##);
+    let input = line(
+        "probe",
+        "10.0.0.1:1",
+        1,
+        r##","n":1,"pid":7,"comm":"<script>x</script>&\"'""##,
+    );
     let html = html_of(&input, 5);
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("&lt;script&gt;x&lt;/script&gt;&amp;&quot;&#39;/7"));
@@ -323,12 +344,17 @@ fn discover_trials_lie_on_the_idle_axis_with_bracket_and_recommendation() {
     assert_eq!(count(&html, r#"data-trial="aborted""#), 1);
     assert_eq!(count(&html, r#"data-bracket="2-3""#), 1);
     assert_eq!(count(&html, r#"data-recommended="1""#), 1);
-    assert!(html.contains("result: idle ≥ 3 s is cut, idle ≤ 2 s survives; set TCP_KEEPIDLE ≤ 2 s (recommended: 1 s)"));
+    assert!(html.contains(
+        "result: idle ≥ 3 s is cut, idle ≤ 2 s survives; set TCP_KEEPIDLE ≤ 2 s (recommended: 1 s)"
+    ));
     // Without its trial lines, the result's evidence tells the same.
     let only_result = r#"{"event":"result","target":"10.250.0.2:8080","max_s":5,"complete":false,"survives_s":5,"cut_s":null,"recommended_idle_s":5,"contradictions":[],"elapsed_s":7.0,"evidence":[{"idle_s":5,"outcome":"survived","how":"answered","probe":1,"probe_at":null,"probe_idle_ms":5003,"rtt_us":70,"ended_after_ms":null,"local":"10.250.0.1:40009","remote":"10.250.0.2:8080"}]}"#;
     let page = lay_out(only_result, 200);
     let d = page.discover.unwrap();
-    assert_eq!((d.trials.len(), d.cut_s, d.complete), (1, None, Some(false)));
+    assert_eq!(
+        (d.trials.len(), d.cut_s, d.complete),
+        (1, None, Some(false))
+    );
     assert!(html_of(only_result, 200).contains("interrupted, so far: nothing was cut"));
 }
 

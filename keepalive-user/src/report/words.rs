@@ -103,7 +103,10 @@ mod tests {
             (micros(48), micros(1_250), micros(2_100_000)),
             ("48 µs".into(), "1.25 ms".into(), "2.10 s".into())
         );
-        assert_eq!((millis(4096), millis(150_000)), ("4096 ms".into(), "2.5 min".into()));
+        assert_eq!(
+            (millis(4096), millis(150_000)),
+            ("4096 ms".into(), "2.5 min".into())
+        );
         assert_eq!(nice_step(4_000_000, 8), 500_000);
         assert_eq!(nice_step(60_000_000, 8), 10_000_000);
         assert_eq!(nice_step(7_000, 8), 1_000);
