@@ -1,10 +1,8 @@
 //! `keepalive report` and `watch --report` on real runs: a blackhole demo
-//! and a discover against a conntrack middlebox are drawn, rendered by a
-//! real headless Chromium, and the marks in its DOM counted against the
-//! events in the input. The screenshots are kept under
-//! `target/report-artifacts/`.
-//!
-//! Needs root: run through `cargo xtask test`.
+//! and a discover against a conntrack middlebox, rendered by a real
+//! headless Chromium, the marks in its DOM counted against the events in
+//! the input; screenshots kept in `target/report-artifacts/`. Needs root:
+//! run through `cargo xtask test`.
 
 use std::{
     collections::HashSet,
@@ -129,17 +127,22 @@ fn of_kind(events: &[Value], name: &str) -> usize {
     events.iter().filter(|v| v["event"] == name).count()
 }
 
-/// `keepalive report INPUT -o OUTPUT`, which must succeed.
-fn report(input: &Path, output: &Path, extra: &[&str]) {
-    let mut args = vec![
-        "report",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let (code, _, stderr) = run_keepalive(&args);
-    assert_eq!(code, Some(0), "{stderr}");
+/// `keepalive report INPUT -o OUTPUT` run beside INPUT (the page names it
+/// as given), which must succeed.
+fn report(input: &Path, output: &Path) {
+    let out = Command::new(keepalive_bin())
+        .current_dir(input.parent().unwrap())
+        .arg("report")
+        .arg(input.file_name().unwrap())
+        .arg("-o")
+        .arg(output)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -169,7 +172,7 @@ fn a_real_blackhole_drawn_and_counted_in_chromium() {
     );
 
     let html = artifacts().join("blackhole.html");
-    report(&ndjson, &html, &[]);
+    report(&ndjson, &html);
     let dom = render(&html, &artifacts().join("blackhole.png"), "1440,820");
     assert_eq!(count(&dom, "data-mark", "probe"), probes, "probe marks");
     assert_eq!(
@@ -263,7 +266,7 @@ fn a_real_discover_drawn_on_the_idle_axis_in_chromium() {
     let ndjson = dir.0.join("discover.ndjson");
     std::fs::write(&ndjson, &out.stdout).unwrap();
     let html = artifacts().join("discover.html");
-    report(&ndjson, &html, &[]);
+    report(&ndjson, &html);
     let dom = render(&html, &artifacts().join("discover.png"), "1440,1400");
     let outcomes = |name: &str| trials.iter().filter(|t| t["outcome"] == name).count();
     assert_eq!(count(&dom, "data-trial", "survived"), outcomes("survived"));
@@ -286,7 +289,13 @@ fn a_real_discover_drawn_on_the_idle_axis_in_chromium() {
 }
 
 #[test]
-fn watch_writes_its_report_when_interrupted() {
+fn watch_writes_its_report_when_interrupted_or_terminated() {
+    for stop in [Watch::interrupt, Watch::terminate] {
+        watch_report_until(stop);
+    }
+}
+
+fn watch_report_until(stop: fn(Watch) -> Watch) {
     let ns = NetNs::new();
     let p = unique_port();
     let dir = TempDir::new();
@@ -298,7 +307,7 @@ fn watch_writes_its_report_when_interrupted() {
     let seen = watch.collect_until(Duration::from_secs(10), is("timeout"));
     assert!(seen.iter().any(is("timeout")), "{seen:#?}");
     assert!(!page.exists(), "written at the end, not before");
-    let (status, events, stderr) = watch.interrupt().wait_output();
+    let (status, events, stderr) = stop(watch).wait_output();
     assert!(status.success(), "{status:?}: {stderr}");
     assert!(stderr.contains("report written to"), "{stderr}");
     let html = std::fs::read_to_string(&page).expect("the report");
@@ -314,15 +323,9 @@ fn watch_writes_its_report_when_interrupted() {
             "{mark} marks against {kind} events"
         );
     }
-    assert!(
-        html.contains("watch's own summary"),
-        "the summary line is in the table"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(&dir.0)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
+    assert!(html.contains("watch's own summary"), "and its summary");
+    let files = std::fs::read_dir(&dir.0).unwrap().count();
+    assert_eq!(files, 1, "no temporary file left beside the page");
 }
 
 #[test]
@@ -335,73 +338,51 @@ fn bad_input_is_refused_by_line_and_nothing_is_written() {
         "{\"event\":\"lost\",\"ts\":\"2026-11-24T10:00:00.000000Z\",\"count\":1}\n19:35:44.166100 probe 127.0.0.1:59696 > 127.0.0.1:7010 #1\n",
     )
     .unwrap();
-    assert_usage_error(
-        &[
-            "report",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        &format!("{}:2: not JSON", input.display()),
-    );
-    assert!(!out.exists(), "no page for a bad input");
-    let missing = dir.0.join("no-such.ndjson");
-    assert_usage_error(
-        &[
-            "report",
-            missing.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ],
-        "no-such.ndjson",
-    );
+    let (input_s, out_s) = (input.to_str().unwrap(), out.to_str().unwrap());
     let nowhere = dir.0.join("no/such/dir/out.html");
-    assert_usage_error(
-        &[
-            "report",
-            input.to_str().unwrap(),
-            "-o",
-            nowhere.to_str().unwrap(),
-        ],
-        "no such directory",
-    );
-    assert_usage_error(
-        &[
-            "report",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--lanes",
-            "20000",
-        ],
-        "--lanes",
-    );
-    assert_usage_error(
-        &["watch", "--report", nowhere.to_str().unwrap()],
-        "no such directory",
-    );
+    let nowhere = nowhere.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["report", input_s, "-o", out_s],
+            format!("{input_s}:2: not JSON"),
+        ),
+        (
+            vec!["report", "no-such.ndjson", "-o", out_s],
+            "no-such.ndjson".into(),
+        ),
+        (
+            vec!["report", input_s, "-o", nowhere],
+            "no such directory".into(),
+        ),
+        (
+            vec!["report", input_s, "-o", out_s, "--lanes", "20000"],
+            "--lanes".into(),
+        ),
+        (
+            vec!["watch", "--report", nowhere],
+            "no such directory".into(),
+        ),
+    ] {
+        assert_usage_error(&args, &says);
+    }
     assert!(
         std::fs::read_dir(&dir.0)
             .unwrap()
             .all(|e| e.unwrap().file_name() == "mixed.ndjson")
     );
 
-    // Empty: a page that says so. Unknown kinds: skipped and counted.
-    let empty = dir.0.join("empty.ndjson");
-    std::fs::write(&empty, "").unwrap();
-    report(&empty, &out, &[]);
-    assert!(
-        std::fs::read_to_string(&out)
-            .unwrap()
-            .contains(r#"data-empty="1""#)
-    );
+    // Empty (stdin, here /dev/null): a page that says so. Unknown kinds: skipped and counted.
+    let (code, _, stderr) = run_keepalive(&["report", "-o", out_s]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains(r#"data-empty="1""#), "{html}");
     let future = dir.0.join("future.ndjson");
     std::fs::write(
         &future,
         "{\"event\":\"tls_hello\",\"n\":[1]}\n{\"event\":\"tls_hello\"}\n",
     )
     .unwrap();
-    report(&future, &out, &[]);
+    report(&future, &out);
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(
         html.contains(r#"data-unknown="2""#) && html.contains("2 × tls_hello"),

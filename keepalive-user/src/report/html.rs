@@ -1,6 +1,6 @@
-//! The page: head and style, what was skipped or lost, demo's verdicts,
-//! the lanes (`svg`) and what was left out, the summary table, then the
-//! histograms and discover's trials (`sections`).
+//! The page: head and style, what was skipped or lost, demo's verdicts or
+//! discover's trials (`sections`), the lanes (`svg`) and what was left
+//! out, the summary table, then the histograms (`sections`).
 //! No script and nothing fetched: a Content-Security-Policy says so to the
 //! browser too, in case a string ever slipped past the escaping.
 
@@ -79,12 +79,13 @@ pub fn page(page: &Page, meta: &Meta) -> String {
         );
     } else {
         verdicts(&page.verdicts, &mut out);
-        lanes_section(page, meta, &mut out);
-        summary_table(page, &mut out);
-        sections::histograms(page, &mut out);
+        // discover's answer is what its run was for; its lanes are the evidence.
         if let Some(discover) = &page.discover {
             sections::discover(discover, &mut out);
         }
+        lanes_section(page, meta, &mut out);
+        summary_table(page, &mut out);
+        sections::histograms(page, &mut out);
     }
     out.push_str("</body></html>\n");
     out
@@ -190,7 +191,17 @@ fn summary_table(page: &Page, out: &mut String) {
             .join(", ")
     };
     let watch = page.summaries.last();
-    let w = |key: &str| watch.map(|s| s[key].to_string());
+    let w = |key: &str| {
+        watch.map(|s| match &s[key] {
+            Value::Object(by) if by.is_empty() => "0".to_string(),
+            Value::Object(by) => by
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        })
+    };
     let us = |v: u64| format!("{v} us");
     let ms = |v: u64| format!("{v} ms");
     let rows: Vec<(&str, String, Option<String>)> = vec![

@@ -5,7 +5,8 @@
 //! - `input`: watch's, demo's and discover's JSON lines (and watch's own
 //!   records) as [`input::Input`]s;
 //! - `layout`: the pure layout model, fed one input at a time: which lanes,
-//!   in which order, which marks, and the counts behind everything else;
+//!   in which order, and the counts behind everything else; `lane`: one
+//!   connection's marks;
 //! - `discover`: discover's trials on an idle-time axis;
 //! - `html`, `sections`, `svg`, `words`, `escape`: the page.
 
@@ -13,6 +14,7 @@ pub mod discover;
 mod escape;
 mod html;
 pub mod input;
+mod lane;
 pub mod layout;
 mod sections;
 mod svg;

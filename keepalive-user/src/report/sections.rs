@@ -213,7 +213,7 @@ pub fn discover(d: &Discover, out: &mut String) {
     out.push_str("</table>");
 }
 
-fn plural(n: u64, word: &str) -> String {
+pub fn plural(n: u64, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use super::{
     escape::Esc,
     layout::{End, Fate, Lane, Mark, MarkKind, Page},
+    sections::plural,
     words::{axis_label, micros, millis, nice_step, settings, time_of_day},
 };
 
@@ -34,8 +35,11 @@ impl TimeAxis {
         }
     }
 
+    /// Clamped to the plot: a silence that began before the axis starts at its edge.
     fn x(&self, ts_us: i64) -> f64 {
-        PLOT_X0 + (ts_us - self.t0) as f64 * (PLOT_X1 - PLOT_X0) / (self.t1 - self.t0) as f64
+        let x =
+            PLOT_X0 + (ts_us - self.t0) as f64 * (PLOT_X1 - PLOT_X0) / (self.t1 - self.t0) as f64;
+        x.clamp(PLOT_X0, PLOT_X1)
     }
 }
 
@@ -134,7 +138,7 @@ fn lane_row(axis: &TimeAxis, lane: &Lane, top: f64, index: usize, out: &mut Stri
     for mark in &lane.marks {
         draw_mark(axis, mark, top, out);
     }
-    if let Some(end) = &lane.end {
+    if let Some(end) = lane.end.as_deref() {
         draw_end(axis, lane, end, top, out);
     }
     let _ = write!(
@@ -146,7 +150,7 @@ fn lane_row(axis: &TimeAxis, lane: &Lane, top: f64, index: usize, out: &mut Stri
 }
 
 fn outcome(lane: &Lane) -> String {
-    match &lane.end {
+    match lane.end.as_deref() {
         Some(End::Timeout {
             reason,
             detect_ms,
@@ -166,7 +170,7 @@ fn outcome(lane: &Lane) -> String {
         }
         None => match lane.max_rtt_us {
             Some(max) => format!("{} answered, max {}", lane.answered, micros(max)),
-            None => format!("{} probes", lane.probes),
+            None => plural(u64::from(lane.probes), "probe"),
         },
     }
 }
@@ -190,19 +194,22 @@ fn draw_mark(axis: &TimeAxis, mark: &Mark, top: f64, out: &mut String) {
             );
             match fate {
                 Fate::Answered { rtt_us } => {
-                    let ax = axis.x(mark.ts_us + *rtt_us as i64).max(x + 3.0);
+                    let ax = axis.x(mark.ts_us + i64::from(*rtt_us)).max(x + 3.0);
                     let _ = write!(
                         out,
                         r#"<g data-mark="ack" data-n="{n}" data-rtt-us="{rtt_us}" class="ack"><line class="join" x1="{x:.1}" y1="{mid}" x2="{ax:.1}" y2="{y}"/><circle cx="{ax:.1}" cy="{y}" r="2.6"/><title>probe #{n} answered in {}</title></g>"#,
-                        micros(*rtt_us),
+                        micros(u64::from(*rtt_us)),
                         y = top + LANE_H - 6.0,
                     );
                 }
-                Fate::Unanswered { said_us } => unanswered_cross(
+                Fate::Unanswered { said_after_ms } => unanswered_cross(
                     x,
                     top,
                     *n,
-                    &format!(" (said at {})", time_of_day(*said_us)),
+                    &format!(
+                        " (said at {}, when the next probe left or the kill came)",
+                        time_of_day(mark.ts_us + i64::from(*said_after_ms) * 1000)
+                    ),
                     out,
                 ),
                 Fate::Pending => {}
@@ -212,7 +219,7 @@ fn draw_mark(axis: &TimeAxis, mark: &Mark, top: f64, out: &mut String) {
             let _ = write!(
                 out,
                 r#"<g data-mark="ack" data-n="{n}" data-rtt-us="{rtt_us}" class="ack lone"><circle cx="{x:.1}" cy="{y}" r="2.6"/><title>probe #{n} answered in {} at {at} (its probe is not in the input)</title></g>"#,
-                micros(*rtt_us),
+                micros(u64::from(*rtt_us)),
                 y = top + LANE_H - 6.0,
             );
         }

@@ -72,6 +72,12 @@ fn a_blackhole_is_one_lane_with_its_whole_story() {
         })
         .collect();
     assert_eq!(fates[0], Fate::Answered { rtt_us: 48 });
+    assert_eq!(
+        fates[1],
+        Fate::Unanswered {
+            said_after_ms: 1024
+        }
+    );
     assert!(
         fates[1..]
             .iter()
@@ -84,7 +90,7 @@ fn a_blackhole_is_one_lane_with_its_whole_story() {
         detect_ms,
         predicted_ms,
         ..
-    }) = &lane.end
+    }) = lane.end.as_deref()
     else {
         panic!("{:?}", lane.end)
     };
