@@ -95,17 +95,6 @@ async fn session_loop(session: Session, report_to: Option<PathBuf>) -> anyhow::R
     let mut tail = watcher.drain_now();
     tail.extend(watcher.poll_lost()?);
     printer.feed_report(&tail);
-    if let (Some(path), Some(mut layout)) = (&report_to, printer.report.take()) {
-        let summary = json::summary_json(watcher.summary(), started.elapsed().as_secs_f64());
-        layout.push(Input::Summary(summary));
-        let meta = Meta {
-            source: format!("keepalive {}", session.command),
-            lines: None,
-            lanes_asked: DEFAULT_LANES,
-        };
-        report::write_page(path, &report::render(layout, &meta))?;
-        eprintln!("keepalive: report written to {}", path.display());
-    }
     if stdout_open {
         printer.print_lines(&tail);
         let elapsed = started.elapsed().as_secs_f64();
@@ -123,6 +112,17 @@ async fn session_loop(session: Session, report_to: Option<PathBuf>) -> anyhow::R
             );
         }
         let _ = printer.out.flush();
+    }
+    if let (Some(path), Some(mut layout)) = (&report_to, printer.report.take()) {
+        let summary = json::summary_json(watcher.summary(), started.elapsed().as_secs_f64());
+        layout.push(Input::Summary(summary));
+        let meta = Meta {
+            source: format!("keepalive {}", session.command),
+            lines: None,
+            lanes_asked: DEFAULT_LANES,
+        };
+        report::write_page(path, &report::render(layout, &meta))?;
+        eprintln!("keepalive: report written to {}", path.display());
     }
     if watcher.decode_errors() > 0 {
         eprintln!(

@@ -65,8 +65,16 @@ pub fn page(page: &Page, meta: &Meta) -> String {
         src = Esc(&meta.source),
         lines = meta.lines.map_or(String::new(), |n| format!(": {n} lines")),
         range = match (page.totals.first_us, page.totals.last_us) {
-            (Some(a), Some(b)) =>
-                format!(", events from {} to {}", date_time(a), &date_time(b)[11..]),
+            (Some(a), Some(b)) => {
+                let (from, to) = (date_time(a), date_time(b));
+                // The date once when both ends are on the same day.
+                let to = if from[..10] == to[..10] {
+                    &to[11..]
+                } else {
+                    &to[..]
+                };
+                format!(", events from {from} to {to}")
+            }
             _ => String::new(),
         },
         version = env!("CARGO_PKG_VERSION"),

@@ -214,6 +214,16 @@ impl Lane {
         self.marks.push_back(mark);
     }
 
+    /// A connection ends once: a second ending (a reused tuple, a reset
+    /// after the kill) is counted in the totals but does not relabel the
+    /// lane, so its label and its marks always agree.
+    fn end_with(&mut self, interest: Interest, end: End) {
+        if self.end.is_none() {
+            self.interest = self.interest.min(interest);
+            self.end = Some(Box::new(end));
+        }
+    }
+
     /// The latest probe `n` still waiting for its answer, and when it left.
     fn pending_probe(&mut self, n: u32) -> Option<(&mut Fate, i64)> {
         self.marks.iter_mut().rev().find_map(|m| match &mut m.kind {
@@ -282,27 +292,23 @@ impl Lane {
                 probes,
                 detect_ms,
                 predicted_ms,
-            } => {
-                self.interest = Interest::TimedOut;
-                self.end.get_or_insert_with(|| {
-                    Box::new(End::Timeout {
-                        ts_us,
-                        reason: reason.clone(),
-                        probes: *probes,
-                        detect_ms: *detect_ms,
-                        predicted_ms: *predicted_ms,
-                    })
-                });
-            }
-            ConnKind::Reset { after_probe } => {
-                self.interest = self.interest.min(Interest::Reset);
-                self.end.get_or_insert_with(|| {
-                    Box::new(End::Reset {
-                        ts_us,
-                        after_probe: *after_probe,
-                    })
-                });
-            }
+            } => self.end_with(
+                Interest::TimedOut,
+                End::Timeout {
+                    ts_us,
+                    reason: reason.clone(),
+                    probes: *probes,
+                    detect_ms: *detect_ms,
+                    predicted_ms: *predicted_ms,
+                },
+            ),
+            ConnKind::Reset { after_probe } => self.end_with(
+                Interest::Reset,
+                End::Reset {
+                    ts_us,
+                    after_probe: *after_probe,
+                },
+            ),
             ConnKind::OptionsSet { result } => self.push_mark(Mark {
                 ts_us,
                 kind: MarkKind::OptionsSet { result: *result },

@@ -9,7 +9,7 @@ use super::{
     escape::Esc,
     layout::{End, Fate, Lane, Mark, MarkKind, Page},
     sections::plural,
-    words::{axis_label, micros, millis, nice_step, settings, time_of_day},
+    words::{axis_label, fit, micros, millis, nice_step, settings, time_of_day},
 };
 
 const WIDTH: f64 = 1360.0;
@@ -18,6 +18,8 @@ const PLOT_X1: f64 = 1070.0;
 const OUTCOME_X: f64 = 1082.0;
 const AXIS_H: f64 = 28.0;
 const LANE_H: f64 = 32.0;
+/// What fits left of the plot in the 11 px monospace font.
+const LABEL_CHARS: usize = 46;
 
 /// Maps Unix µs onto the plot.
 struct TimeAxis {
@@ -95,15 +97,12 @@ fn lane_row(axis: &TimeAxis, lane: &Lane, top: f64, index: usize, out: &mut Stri
         .owner
         .as_ref()
         .map_or(String::new(), |o| format!("  {}/{}", o.comm, o.pid));
+    let full = format!("{} > {}{owner}", lane.conn.local, lane.conn.remote);
     let _ = write!(
         out,
-        r#"<text class="conn" x="10" y="{text_y}">{} &gt; {}<tspan class="owner">{}</tspan><title>{} &gt; {}{}</title></text>"#,
-        lane.conn.local,
-        lane.conn.remote,
-        Esc(&owner),
-        lane.conn.local,
-        lane.conn.remote,
-        Esc(&owner),
+        r#"<text class="conn" x="10" y="{text_y}">{}<title>{}</title></text>"#,
+        Esc(&fit(&full, LABEL_CHARS)),
+        Esc(&full),
     );
     if lane.keepalive_off() {
         let _ = write!(

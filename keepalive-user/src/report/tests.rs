@@ -2,7 +2,6 @@
 //! order, which marks, what is left out, skipped or refused.
 
 use super::{
-    discover::TrialOutcome,
     input::{ConnEvent, Input, parse_line},
     layout::{Dropped, End, Fate, Interest, Layout, MARKS_PER_LANE, MarkKind, Page},
     *,
@@ -302,6 +301,34 @@ fn text_from_the_input_is_escaped() {
 }
 
 #[test]
+fn a_connection_ends_once_and_its_label_agrees_with_its_marks() {
+    let src = "10.0.0.1:3000";
+    let input = [
+        line(
+            "timeout",
+            src,
+            1,
+            r#","reason":"keepalive","probes":3,"detect_ms":1,"predicted_ms":1"#,
+        ),
+        line("reset", src, 2, r#","n":null"#),
+    ]
+    .join("\n");
+    let page = lay_out(&input, 5);
+    assert_eq!(page.lanes[0].interest, Interest::TimedOut);
+    assert!(matches!(
+        page.lanes[0].end.as_deref(),
+        Some(End::Timeout { .. })
+    ));
+    assert_eq!(
+        (page.totals.resets, page.totals.timeouts["keepalive"]),
+        (1, 1)
+    );
+    let html = html_of(&input, 5);
+    assert_eq!(count(&html, r#"data-mark="kill""#), 1);
+    assert_eq!(count(&html, r#"data-mark="reset""#), 0);
+}
+
+#[test]
 fn keepalive_off_gets_a_warning_beside_its_lane() {
     let off = r#"{"event":"reset","ts":"2026-11-24T19:35:49.254144Z","src":"127.0.0.1:7010","dst":"127.0.0.1:59696","config":{"keepalive":false,"idle_s":7200,"intvl_s":75,"cnt":9,"user_timeout_ms":0},"n":null}"#;
     let page = lay_out(off, 5);
@@ -310,58 +337,6 @@ fn keepalive_off_gets_a_warning_beside_its_lane() {
     let html = html_of(off, 5);
     assert_eq!(count(&html, r#"data-warning="keepalive-off""#), 1);
     assert_eq!(count(&html, r#"data-mark="reset""#), 1);
-}
-
-/// `discover --json` against a 3 s middlebox, with one trial closed as moot
-/// before its verdict (a connection the stream shows, without a trial line).
-const DISCOVER: &str = r#"{"event":"probe","ts":"2026-11-24T22:00:02.010000Z","src":"10.250.0.1:40001","dst":"10.250.0.2:8080","config":{"keepalive":true,"idle_s":2,"intvl_s":1,"cnt":2,"user_timeout_ms":0},"n":1,"idle_ms":2010}
-{"event":"ack","ts":"2026-11-24T22:00:02.010090Z","src":"10.250.0.1:40001","dst":"10.250.0.2:8080","config":{"keepalive":true,"idle_s":2,"intvl_s":1,"cnt":2,"user_timeout_ms":0},"n":1,"rtt_us":90}
-{"event":"trial","idle_s":2,"outcome":"survived","how":"answered","probe":1,"probe_at":"2026-11-24T22:00:02.010000Z","probe_idle_ms":2010,"rtt_us":90,"ended_after_ms":null,"local":"10.250.0.1:40001","remote":"10.250.0.2:8080"}
-{"event":"probe","ts":"2026-11-24T22:00:04.020000Z","src":"10.250.0.1:40002","dst":"10.250.0.2:8080","config":{"keepalive":true,"idle_s":4,"intvl_s":1,"cnt":2,"user_timeout_ms":0},"n":1,"idle_ms":4020}
-{"event":"probe","ts":"2026-11-24T22:00:05.044000Z","src":"10.250.0.1:40003","dst":"10.250.0.2:8080","config":{"keepalive":true,"idle_s":5,"intvl_s":1,"cnt":2,"user_timeout_ms":0},"n":1,"idle_ms":5044}
-{"event":"unanswered","ts":"2026-11-24T22:00:05.044000Z","src":"10.250.0.1:40002","dst":"10.250.0.2:8080","n":1}
-{"event":"timeout","ts":"2026-11-24T22:00:06.068000Z","src":"10.250.0.1:40002","dst":"10.250.0.2:8080","reason":"keepalive","probes":2,"detect_ms":6068,"predicted_ms":6000}
-{"event":"trial","idle_s":4,"outcome":"cut","how":"unanswered","probe":2,"probe_at":"2026-11-24T22:00:04.020000Z","probe_idle_ms":4020,"rtt_us":null,"ended_after_ms":6070,"local":"10.250.0.1:40002","remote":"10.250.0.2:8080"}
-{"event":"trial","idle_s":3,"outcome":"cut","how":"reset","probe":1,"probe_at":null,"probe_idle_ms":3011,"rtt_us":null,"ended_after_ms":3012,"local":"10.250.0.1:40004","remote":"10.250.0.2:8080"}
-{"event":"result","target":"10.250.0.2:8080","max_s":12,"complete":true,"survives_s":2,"cut_s":3,"recommended_idle_s":1,"contradictions":[],"elapsed_s":9.4,"evidence":[]}
-"#;
-
-#[test]
-fn discover_trials_lie_on_the_idle_axis_with_bracket_and_recommendation() {
-    let page = lay_out(DISCOVER, 200);
-    let d = page.discover.as_ref().expect("a discover section");
-    let trials: Vec<(u32, TrialOutcome)> = d.trials.iter().map(|t| (t.idle_s, t.outcome)).collect();
-    assert_eq!(
-        trials,
-        [
-            (2, TrialOutcome::Survived),
-            (4, TrialOutcome::Cut),
-            (3, TrialOutcome::Cut),
-            (5, TrialOutcome::Aborted),
-        ]
-    );
-    assert_eq!(
-        (d.survives_s, d.cut_s, d.recommended_idle_s, d.complete),
-        (Some(2), Some(3), Some(1), Some(true))
-    );
-    let html = html_of(DISCOVER, 200);
-    assert_eq!(count(&html, r#"data-trial="survived""#), 1);
-    assert_eq!(count(&html, r#"data-trial="cut""#), 2);
-    assert_eq!(count(&html, r#"data-trial="aborted""#), 1);
-    assert_eq!(count(&html, r#"data-bracket="2-3""#), 1);
-    assert_eq!(count(&html, r#"data-recommended="1""#), 1);
-    assert!(html.contains(
-        "result: idle ≥ 3 s is cut, idle ≤ 2 s survives; set TCP_KEEPIDLE ≤ 2 s (recommended: 1 s)"
-    ));
-    // Without its trial lines, the result's evidence tells the same.
-    let only_result = r#"{"event":"result","target":"10.250.0.2:8080","max_s":5,"complete":false,"survives_s":5,"cut_s":null,"recommended_idle_s":5,"contradictions":[],"elapsed_s":7.0,"evidence":[{"idle_s":5,"outcome":"survived","how":"answered","probe":1,"probe_at":null,"probe_idle_ms":5003,"rtt_us":70,"ended_after_ms":null,"local":"10.250.0.1:40009","remote":"10.250.0.2:8080"}]}"#;
-    let page = lay_out(only_result, 200);
-    let d = page.discover.unwrap();
-    assert_eq!(
-        (d.trials.len(), d.cut_s, d.complete),
-        (1, None, Some(false))
-    );
-    assert!(html_of(only_result, 200).contains("interrupted, so far: nothing was cut"));
 }
 
 #[test]

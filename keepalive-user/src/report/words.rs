@@ -87,6 +87,16 @@ pub fn nice_step(span_us: i64, ticks: i64) -> i64 {
         .unwrap_or(magnitude * 10)
 }
 
+/// `text` cut to `max` characters, an ellipsis saying so (IPv6 ends are long).
+pub fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +121,18 @@ mod tests {
         assert_eq!(nice_step(60_000_000, 8), 10_000_000);
         assert_eq!(nice_step(7_000, 8), 1_000);
         assert_eq!(nice_step(0, 8), 1);
+    }
+
+    #[test]
+    fn long_labels_are_cut_and_say_so() {
+        assert_eq!(
+            fit("10.0.0.1:5 > 10.0.0.2:80", 46),
+            "10.0.0.1:5 > 10.0.0.2:80"
+        );
+        let v6 = "[fd00:1234:5678:9abc::1]:40000 > [fd00:1234:5678:9abc::2]:5432  tcp-peer/4242";
+        let cut = fit(v6, 46);
+        assert_eq!(cut.chars().count(), 46);
+        assert!(cut.ends_with('…') && v6.starts_with(cut.trim_end_matches('…')));
     }
 
     #[test]
