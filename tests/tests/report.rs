@@ -57,11 +57,20 @@ impl Drop for Browser {
 /// Runs headless Chromium on `page` with `mode` (`--dump-dom` or
 /// `--screenshot=...`) and returns its stdout.
 fn chromium(page: &Path, mode: &str, window: &str) -> String {
+    let version = Command::new("chromium").arg("--version").output();
+    assert!(
+        version.is_ok_and(|v| v.status.success()),
+        "no working chromium: `cargo xtask setup` installs Debian's"
+    );
     let profile = TempDir::new();
     let out = TempDir::new();
     let stdout_path = out.0.join("stdout");
     let stdout = std::fs::File::create(&stdout_path).unwrap();
-    let child = Command::new("chromium")
+    // In a namespace of its own with only `lo`: the page must need no
+    // network, and the browser can reach none.
+    let airgap = NetNs::new();
+    let child = airgap
+        .command("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -81,9 +90,7 @@ fn chromium(page: &Path, mode: &str, window: &str) -> String {
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start chromium ({e}): `cargo xtask setup` installs Debian's chromium")
-        });
+        .unwrap_or_else(|e| panic!("cannot start chromium: {e}"));
     let mut browser = Browser(ChildGuard(child));
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
