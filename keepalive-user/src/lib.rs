@@ -5,6 +5,8 @@
 //! - `demo`, `discover`, `doctor`: the machinery of those commands;
 //! - `observe`: the watcher pipeline (ring → decode → filter → timeline →
 //!   owners) and the session loop;
+//! - `report`: the HTML report (`keepalive report`, `watch --report`): a
+//!   pure layout model fed one event at a time, and the page;
 //! - `render`: text lines, JSON lines, the clock, `ls`'s table;
 //! - `kernel`: loading and attaching the eBPF programs, reading the ring;
 //! - `host`: sock_diag, socket owners, other processes' sockets, options;
@@ -20,3 +22,4 @@ pub mod kernel;
 pub mod model;
 pub mod observe;
 pub mod render;
+pub mod report;

@@ -9,9 +9,11 @@ use crate::util::{command, is_root, on_path, output, run_cmd, step, succeeds};
 
 /// Debian packages the integration tests drive (bpftool checks that nothing
 /// is left loaded after a watcher exits; strace holds a syscall to make a
-/// race deterministic).
+/// race deterministic; chromium renders `report`'s page headless, as a
+/// reader's browser would).
 const TEST_PACKAGES: &[&str] = &[
     "iproute2", "nftables", "iperf3", "tcpdump", "bpftool", "procps", "strace", "python3",
+    "chromium",
 ];
 
 pub fn run() -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod discover;
 pub mod doctor;
 pub mod ls;
+pub mod report;
 pub mod set;
 pub mod watch;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Find the idle timeout a NAT or firewall imposes on the path to a server.
     Discover(discover::DiscoverArgs),
+    /// Draw watch's, demo's or discover's JSON lines as one self-contained HTML page.
+    Report(report::ReportArgs),
 }
 
 impl Command {
@@ -49,6 +52,7 @@ impl Command {
             Self::Ls(args) => ls::run(args),
             Self::Demo(args) => demo::run(args),
             Self::Discover(args) => discover::run(args),
+            Self::Report(args) => report::run(&args),
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::{
     cli::args::{ConnFilterArgs, ValueArgs, parse_duration},
     error::usage,
     kernel::LoadOptions,
-    observe::session::{Session, run_session},
+    observe::session::{Session, run_session_reporting},
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -36,10 +36,17 @@ pub struct WatchArgs {
     pub all: bool,
     #[command(flatten)]
     pub values: ValueArgs,
+    /// Also write what was seen as a self-contained HTML page to FILE when
+    /// watch ends (Ctrl-C, SIGTERM, --duration), as `keepalive report` does.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 fn validate(args: &WatchArgs) -> anyhow::Result<()> {
     args.conns.checked_pid()?;
+    if let Some(path) = &args.report {
+        crate::report::check_output(path)?;
+    }
     if let Some(bytes) = args.ring_bytes
         && (bytes < 4096 || !bytes.is_power_of_two())
     {
@@ -87,5 +94,5 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         connect_failures: args.all,
         banner,
     };
-    run_session(session)
+    run_session_reporting(session, args.report)
 }

@@ -1,9 +1,11 @@
 //! A session: start the watcher, print what it shows until Ctrl-C, SIGTERM
-//! or `--duration`, then the summary. `watch` and `set --new` run one.
+//! or `--duration`, then the summary (and, for `watch --report`, the HTML
+//! report). `watch` and `set --new` run one.
 
 use std::{
     fmt::Write as _,
     io::Write as _,
+    path::PathBuf,
     process::ExitCode,
     time::{Duration, Instant},
 };
@@ -13,6 +15,11 @@ use crate::{
     model::filter::ConnFilter,
     observe::{pipeline::Observation, watcher::Watcher},
     render::{clock::Clock, json, text},
+    report::{
+        self, Layout, Meta,
+        input::{ConnEvent, Input},
+        layout::DEFAULT_LANES,
+    },
 };
 
 /// What a session loads, which events it shows, and for how long.
@@ -34,13 +41,22 @@ pub struct Session {
 }
 
 pub fn run_session(session: Session) -> anyhow::Result<ExitCode> {
+    run_session_reporting(session, None)
+}
+
+/// A session that also writes the HTML report to `report_to` when it ends
+/// (Ctrl-C, SIGTERM, `--duration`, stdout gone).
+pub fn run_session_reporting(
+    session: Session,
+    report_to: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(session_loop(session))
+    runtime.block_on(session_loop(session, report_to))
 }
 
-async fn session_loop(session: Session) -> anyhow::Result<ExitCode> {
+async fn session_loop(session: Session, report_to: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
 
     let mut watcher = Watcher::start_with(
@@ -57,6 +73,7 @@ async fn session_loop(session: Session) -> anyhow::Result<ExitCode> {
         clock: Clock::now(),
         out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()),
         line: String::with_capacity(256),
+        report: report_to.as_ref().map(|_| Layout::new(DEFAULT_LANES)),
     };
     let started = Instant::now();
     let deadline = session.duration.map(|d| tokio::time::Instant::now() + d);
@@ -86,8 +103,9 @@ async fn session_loop(session: Session) -> anyhow::Result<ExitCode> {
     }
     let mut tail = watcher.drain_now();
     tail.extend(watcher.poll_lost()?);
+    printer.feed_report(&tail);
     if stdout_open {
-        printer.print(&tail);
+        printer.print_lines(&tail);
         let elapsed = started.elapsed().as_secs_f64();
         if session.json {
             let _ = writeln!(
@@ -103,6 +121,17 @@ async fn session_loop(session: Session) -> anyhow::Result<ExitCode> {
             );
         }
         let _ = printer.out.flush();
+    }
+    if let (Some(path), Some(mut layout)) = (&report_to, printer.report.take()) {
+        let summary = json::summary_json(watcher.summary(), started.elapsed().as_secs_f64());
+        layout.push(Input::Summary(summary));
+        let meta = Meta {
+            source: format!("keepalive {}", session.command),
+            lines: None,
+            lanes_asked: DEFAULT_LANES,
+        };
+        report::write_page(path, &report::render(layout, &meta))?;
+        eprintln!("keepalive: report written to {}", path.display());
     }
     if watcher.decode_errors() > 0 {
         eprintln!(
@@ -152,10 +181,36 @@ struct Printer {
     out: std::io::BufWriter<std::io::Stdout>,
     /// Reused for every line.
     line: String,
+    /// `watch --report`: everything shown is also laid out for the page.
+    report: Option<Layout>,
 }
 
 impl Printer {
     fn print(&mut self, observations: &[Observation]) -> bool {
+        self.feed_report(observations);
+        self.print_lines(observations)
+    }
+
+    fn feed_report(&mut self, observations: &[Observation]) {
+        let Some(layout) = &mut self.report else {
+            return;
+        };
+        for observation in observations {
+            match observation {
+                Observation::Record(r, owner) => {
+                    if let Some(event) = ConnEvent::from_record(&self.clock, r, owner) {
+                        layout.push_conn(&event);
+                    }
+                }
+                Observation::Lost { ts_ns, count } => layout.push(Input::Lost {
+                    ts_us: (self.clock.wall(*ts_ns).unix_timestamp_nanos() / 1000) as i64,
+                    count: *count,
+                }),
+            }
+        }
+    }
+
+    fn print_lines(&mut self, observations: &[Observation]) -> bool {
         for observation in observations {
             self.line.clear();
             match (observation, self.json) {
