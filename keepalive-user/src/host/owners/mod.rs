@@ -16,10 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::model::{
-    conn::{Conn, NetnsIno},
-    owner::Owner,
-};
+mod scan;
+
+use self::scan::{children_of, holders_of_pid, parent_of, pids_in_netns, scan, still_holds};
+pub use self::scan::{socket_holders, socket_holders_all};
+use crate::model::conn::{Conn, NetnsIno};
 
 /// Full scans start at most this often while an inode waits for its
 /// owner, and never sooner than `SCAN_PAUSE_FACTOR` times the last scan's
@@ -34,7 +35,7 @@ const SCAN_PAUSE_FACTOR: u32 = 5;
 const MAX_CANDIDATES: usize = 32;
 /// Processes read, at most, when a connection's namespace is another than
 /// ours (a container's processes, before a full scan of the host).
-const MAX_NETNS_CANDIDATES: usize = 512;
+pub(crate) const MAX_NETNS_CANDIDATES: usize = 512;
 /// A socket whose holders were learnt this recently may be in a hand-off (a
 /// pre-forking server accepts, forks, and closes its copy): its holders are
 /// checked again before they are shown, at most every `VERIFY_EVERY`.
@@ -55,7 +56,7 @@ pub enum Lookup {
 }
 
 /// Socket inode → its holders, as one scan found them.
-type Holders = HashMap<u64, Vec<Holder>>;
+pub(crate) type Holders = HashMap<u64, Vec<Holder>>;
 /// When a scan started, and what it found.
 type ScanResult = (Instant, Duration, Holders);
 
@@ -348,214 +349,5 @@ impl OwnerCache {
     }
 }
 
-/// Whether `holder` still has socket `ino` at its descriptor: one readlink.
-fn still_holds(holder: &Holder, ino: u64) -> bool {
-    std::fs::read_link(format!("/proc/{}/fd/{}", holder.owner.pid, holder.fd))
-        .ok()
-        .and_then(|target| target.to_str().and_then(socket_inode_of_link))
-        == Some(ino)
-}
-
-/// `socket:[12345]` → 12345
-fn socket_inode_of_link(target: &str) -> Option<u64> {
-    target
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
-/// Every socket inode held by a process (or by `only_pid`), with all its
-/// holders in the order found.
-fn scan(only_pid: Option<u32>) -> Holders {
-    let mut found = HashMap::new();
-    match only_pid {
-        Some(pid) => holders_of_pid(pid, &mut found),
-        None => {
-            for pid in pids() {
-                holders_of_pid(pid, &mut found);
-            }
-        }
-    }
-    found
-}
-
-/// The processes in network namespace `netns` (one readlink each).
-fn pids_in_netns(netns: NetnsIno) -> Vec<u32> {
-    let wanted = format!("net:[{netns}]");
-    pids()
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                .is_ok_and(|target| target.as_os_str() == wanted.as_str())
-        })
-        .take(MAX_NETNS_CANDIDATES)
-        .collect()
-}
-
-/// The parent of `pid`, from /proc/PID/stat (its fourth field).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, in parentheses, may hold spaces: count after it.
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The children of `pid`'s threads (/proc/PID/task/TID/children).
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return children;
-    };
-    for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            children.extend(
-                list.split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    children
-}
-
-fn pids() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse().ok()))
-}
-
-/// Every socket inode held by a process, with every holder (like `ss -p`).
-pub fn socket_holders_all() -> Holders {
-    scan(None)
-}
-
-/// Every socket inode held by a process: the first process and fd found.
-pub fn socket_holders() -> HashMap<u64, Holder> {
-    scan(None)
-        .into_iter()
-        .filter_map(|(ino, holders)| Some((ino, holders.into_iter().next()?)))
-        .collect()
-}
-
-/// Adds the sockets `pid` holds to `found`.
-fn holders_of_pid(pid: u32, found: &mut Holders) {
-    let dir = std::path::PathBuf::from(format!("/proc/{pid}"));
-    // Processes come and go during the scan: skip whatever vanished.
-    let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
-        return;
-    };
-    let mut comm: Option<Arc<str>> = None;
-    for fd in fds.flatten() {
-        let Ok(target) = std::fs::read_link(fd.path()) else {
-            continue;
-        };
-        let Some(ino) = target.to_str().and_then(socket_inode_of_link) else {
-            continue;
-        };
-        let comm = comm.get_or_insert_with(|| {
-            std::fs::read_to_string(dir.join("comm"))
-                .map(|c| c.trim_end().into())
-                .unwrap_or_else(|_| "".into())
-        });
-        let Some(fd) = fd.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let holders = found.entry(ino).or_default();
-        // One entry per process, however many of its fds hold the socket.
-        if !holders.iter().any(|h| h.owner.pid == pid) {
-            holders.push(Holder {
-                owner: Owner {
-                    pid,
-                    comm: Arc::clone(comm),
-                },
-                fd,
-            });
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::{net::TcpListener, os::unix::fs::MetadataExt as _};
-
-    use super::*;
-
-    #[test]
-    fn parents_and_children_from_proc() {
-        let me = std::process::id();
-        let parent = parent_of(me).expect("a parent");
-        assert!(
-            children_of(parent).contains(&me),
-            "our parent's children include us"
-        );
-        assert_eq!(parent_of(u32::MAX), None);
-    }
-
-    #[test]
-    fn parses_socket_links() {
-        assert_eq!(socket_inode_of_link("socket:[98765]"), Some(98765));
-        assert_eq!(socket_inode_of_link("pipe:[98765]"), None);
-        assert_eq!(socket_inode_of_link("/dev/null"), None);
-    }
-
-    fn conn_of(listener: &TcpListener) -> Conn {
-        Conn {
-            netns: 1,
-            local: listener.local_addr().unwrap(),
-            remote: "127.0.0.1:1".parse().unwrap(),
-        }
-    }
-
-    fn inode_of(listener: &TcpListener) -> u64 {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(listener);
-        std::fs::metadata(format!("/proc/self/fd/{fd}"))
-            .unwrap()
-            .ino()
-    }
-
-    /// Runs without root: a process may read its own fd table.
-    #[test]
-    fn finds_this_process_as_owner_of_its_socket() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ino = inode_of(&listener);
-        let holders = &scan(None)[&ino];
-        assert_eq!(holders.len(), 1, "one entry per process: {holders:?}");
-        assert_eq!(holders[0].owner.pid, std::process::id());
-        assert!(!holders[0].owner.comm.is_empty());
-        assert_eq!(scan(Some(std::process::id())).get(&ino), Some(holders));
-
-        let mut cache = OwnerCache::primed(None);
-        let conn = conn_of(&listener);
-        assert_eq!(cache.lookup(&conn), Lookup::Unknown, "no inode yet");
-        cache.learn_inode(&conn, Some(ino));
-        let Lookup::Known(owners) = cache.lookup(&conn) else {
-            panic!("primed with our socket");
-        };
-        assert_eq!(owners[0].owner.pid, std::process::id());
-        cache.forget(&conn);
-        assert_eq!(cache.remembered(), (cache.by_inode.len(), 0));
-        assert!(!cache.by_inode.contains_key(&ino));
-    }
-
-    /// A holder that closed its copy is not shown again: the check of a
-    /// young entry drops it and asks for a scan.
-    #[test]
-    fn a_holder_that_let_go_is_dropped() {
-        let mut cache = OwnerCache::primed(Some(std::process::id()));
-        // Made after the first scan: learnt now, so checked again.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ino = inode_of(&listener);
-        let conn = conn_of(&listener);
-        cache.learn_inode(&conn, Some(ino));
-        std::thread::sleep(VERIFY_EVERY);
-        assert!(matches!(cache.lookup(&conn), Lookup::Known(_)));
-        drop(listener);
-        std::thread::sleep(VERIFY_EVERY);
-        assert_eq!(
-            cache.lookup(&conn),
-            Lookup::Unknown,
-            "closed: nobody holds it, and this process's table says so"
-        );
-    }
-}
+mod tests;
